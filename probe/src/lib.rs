@@ -1,0 +1,1 @@
+//! tapflow probe library: decoder and flow engine.

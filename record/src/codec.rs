@@ -1,0 +1,1 @@
+//! Native codec (to be written).

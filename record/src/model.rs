@@ -1,0 +1,502 @@
+//! The flow record: what a probe says about one flow over one reporting interval.
+//!
+//! A record is bidirectional. `src` is the initiator (TCP SYN sender, or the best guess for a
+//! flow picked up mid-stream) and `dst` the responder; `src_stats`/`dst_stats` hold what each of
+//! them sent. Counters are deltas since the flow's previous record, so records of one flow sum.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// What kind of endpoint addresses a record carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[repr(u8)]
+pub enum AddrKind {
+    /// Non-IP frame: addresses are MAC addresses (first 6 bytes), `ethertype` says what it was.
+    #[default]
+    L2 = 0,
+    Ipv4 = 4,
+    Ipv6 = 6,
+}
+
+impl AddrKind {
+    pub fn from_u8(v: u8) -> Option<AddrKind> {
+        match v {
+            0 => Some(AddrKind::L2),
+            4 => Some(AddrKind::Ipv4),
+            6 => Some(AddrKind::Ipv6),
+            _ => None,
+        }
+    }
+}
+
+/// An endpoint address stored in 16 bytes: IPv4 in the first 4, MAC in the first 6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Addr(pub [u8; 16]);
+
+impl Addr {
+    pub fn from_v4(b: [u8; 4]) -> Addr {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&b);
+        Addr(a)
+    }
+    pub fn from_mac(b: [u8; 6]) -> Addr {
+        let mut a = [0u8; 16];
+        a[..6].copy_from_slice(&b);
+        Addr(a)
+    }
+    pub fn to_ip(&self, kind: AddrKind) -> Option<IpAddr> {
+        match kind {
+            AddrKind::Ipv4 => Some(IpAddr::V4(Ipv4Addr::new(
+                self.0[0], self.0[1], self.0[2], self.0[3],
+            ))),
+            AddrKind::Ipv6 => Some(IpAddr::V6(Ipv6Addr::from(self.0))),
+            AddrKind::L2 => None,
+        }
+    }
+    pub fn mac(&self) -> [u8; 6] {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&self.0[..6]);
+        m
+    }
+    /// Formats the address as the given kind (dotted quad, RFC 5952 IPv6, or colon MAC).
+    pub fn display(&self, kind: AddrKind) -> AddrDisplay {
+        AddrDisplay(*self, kind)
+    }
+}
+
+pub struct AddrDisplay(Addr, AddrKind);
+
+impl fmt::Display for AddrDisplay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.to_ip(self.1) {
+            Some(ip) => write!(f, "{ip}"),
+            None => fmt_mac(f, &self.0.mac()),
+        }
+    }
+}
+
+pub fn fmt_mac(f: &mut fmt::Formatter<'_>, m: &[u8; 6]) -> fmt::Result {
+    write!(
+        f,
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+/// Why a record was emitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum Cause {
+    /// First report of a flow that is still active (only when start records are enabled).
+    Start = 0,
+    /// Periodic status record of a live flow.
+    #[default]
+    Status = 1,
+    /// The flow ended (FIN exchange or RST) and its linger time passed.
+    Close = 2,
+    /// The flow saw no packet for its idle timeout.
+    Idle = 3,
+    /// The flow was pushed out of a full table to make room.
+    Evicted = 4,
+    /// The probe stopped (end of capture file, or SIGTERM) with the flow still open.
+    Shutdown = 5,
+}
+
+impl Cause {
+    pub fn from_u8(v: u8) -> Option<Cause> {
+        Some(match v {
+            0 => Cause::Start,
+            1 => Cause::Status,
+            2 => Cause::Close,
+            3 => Cause::Idle,
+            4 => Cause::Evicted,
+            5 => Cause::Shutdown,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::Start => "start",
+            Cause::Status => "status",
+            Cause::Close => "close",
+            Cause::Idle => "idle",
+            Cause::Evicted => "evicted",
+            Cause::Shutdown => "shutdown",
+        }
+    }
+    /// True when this is the flow's last record.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Cause::Start | Cause::Status)
+    }
+}
+
+/// Connection state as Argus names it (`state` column).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum FlowState {
+    /// Nothing TCP-specific: see `derived_state` for the Argus-style INT/REQ/RSP/CON.
+    #[default]
+    None = 0,
+    /// TCP: SYN seen, no SYN-ACK yet.
+    Req = 1,
+    /// TCP: SYN-ACK seen, handshake not completed.
+    Acc = 2,
+    /// TCP: established (handshake done, or data both ways mid-stream).
+    Con = 3,
+    /// TCP: FIN seen.
+    Fin = 4,
+    /// TCP: both FINs acknowledged.
+    Clo = 5,
+    /// TCP: reset.
+    Rst = 6,
+}
+
+impl FlowState {
+    pub fn from_u8(v: u8) -> Option<FlowState> {
+        Some(match v {
+            0 => FlowState::None,
+            1 => FlowState::Req,
+            2 => FlowState::Acc,
+            3 => FlowState::Con,
+            4 => FlowState::Fin,
+            5 => FlowState::Clo,
+            6 => FlowState::Rst,
+            _ => return None,
+        })
+    }
+}
+
+/// Which directions were observed by the probe that made the record.
+pub mod observed {
+    /// Packets from src to dst were seen.
+    pub const SRC_TO_DST: u8 = 1;
+    /// Packets from dst to src were seen.
+    pub const DST_TO_SRC: u8 = 2;
+}
+
+/// Encapsulation kinds (bit set, `encap.kinds`).
+pub mod encap {
+    pub const VLAN: u16 = 1 << 0;
+    pub const QINQ: u16 = 1 << 1;
+    pub const MPLS: u16 = 1 << 2;
+    pub const PPPOE: u16 = 1 << 3;
+    pub const GRE: u16 = 1 << 4;
+    pub const ERSPAN: u16 = 1 << 5;
+    pub const VXLAN: u16 = 1 << 6;
+    pub const GENEVE: u16 = 1 << 7;
+    pub const GTPU: u16 = 1 << 8;
+    pub const IPIP: u16 = 1 << 9;
+    pub const IP6IN4: u16 = 1 << 10;
+    pub const TEREDO: u16 = 1 << 11;
+    pub const TEB: u16 = 1 << 12;
+    pub const NAMES: [(u16, &str); 13] = [
+        (VLAN, "vlan"),
+        (QINQ, "qinq"),
+        (MPLS, "mpls"),
+        (PPPOE, "pppoe"),
+        (GRE, "gre"),
+        (ERSPAN, "erspan"),
+        (VXLAN, "vxlan"),
+        (GENEVE, "geneve"),
+        (GTPU, "gtpu"),
+        (IPIP, "ipip"),
+        (IP6IN4, "6in4"),
+        (TEREDO, "teredo"),
+        (TEB, "teb"),
+    ];
+}
+
+/// Per-record flag bits (`FlowRecord::flags`).
+pub mod flags {
+    /// IP fragments were seen.
+    pub const FRAGMENTS: u32 = 1 << 0;
+    /// IPv4 options (or IPv6 hop-by-hop/destination options) were seen.
+    pub const IP_OPTIONS: u32 = 1 << 1;
+    /// A packet of this flow was cut short by the capture snap length.
+    pub const TRUNCATED: u32 = 1 << 2;
+    /// The src/dst orientation is a guess (no handshake seen).
+    pub const DIR_GUESSED: u32 = 1 << 3;
+    /// ECN congestion-experienced marks were seen.
+    pub const ECN_CE: u32 = 1 << 4;
+    /// Payload bytes were captured into this record.
+    pub const PAYLOAD: u32 = 1 << 5;
+    /// Made by a probe that sees only one direction of the link (half-duplex tap leg).
+    pub const ONE_WAY: u32 = 1 << 6;
+}
+
+/// TCP options seen in the handshake (`FlowRecord::tcp_opts`).
+pub mod tcp_opts {
+    pub const MSS: u8 = 1 << 0;
+    pub const WSCALE: u8 = 1 << 1;
+    pub const SACK_OK: u8 = 1 << 2;
+    pub const SACK: u8 = 1 << 3;
+    pub const TSTAMP: u8 = 1 << 4;
+    pub const ECN: u8 = 1 << 5;
+}
+
+/// What one side of the flow sent during the record's interval.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct DirStats {
+    /// Packets.
+    pub pkts: u64,
+    /// Bytes as Argus counts them: wire length of the frame, link header included
+    /// (for SLL/NULL/PPP the link pseudo-header is left out, as Argus does).
+    pub bytes: u64,
+    /// Bytes of the (innermost) IP packet, IP header included.
+    pub ip_bytes: u64,
+    /// Transport payload bytes (TCP/UDP/SCTP/ICMP data after its header).
+    pub app_bytes: u64,
+    /// Time of the first and last packet in this interval, ns since the epoch (0 if none).
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// Smallest and largest TTL / hop limit seen.
+    pub ttl_min: u8,
+    pub ttl_max: u8,
+    /// TOS/traffic-class byte of the last packet (DSCP << 2 | ECN).
+    pub tos: u8,
+    /// OR of the TCP flags seen.
+    pub tcp_flags: u8,
+    /// TCP segments that repeated data already seen.
+    pub retrans: u32,
+    /// TCP segments that arrived below the highest sequence seen but filled a gap.
+    pub out_of_order: u32,
+    /// TCP segments advertising a zero window.
+    pub zero_win: u32,
+    /// Sequence gaps (segments missing before the tap) and the bytes they covered.
+    pub loss_pkts: u32,
+    pub loss_bytes: u64,
+    /// Last advertised TCP window, scaled when window scaling was negotiated.
+    pub window: u32,
+    /// TCP: ISN (from the SYN), first and last sequence number, last ack number seen.
+    pub isn: u32,
+    pub first_seq: u32,
+    pub last_seq: u32,
+    pub last_ack: u32,
+    /// Inter-packet intervals: count, mean and standard deviation in ns (jitter = stddev).
+    pub ipt_n: u32,
+    pub ipt_mean_ns: f64,
+    pub ipt_std_ns: f64,
+    /// IP fragments sent.
+    pub frags: u32,
+}
+
+/// The encapsulation a flow was seen in: kinds (bit set), a tunnel id and the outer addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Encap {
+    pub kinds: u16,
+    /// VXLAN/GENEVE VNI, GTP-U TEID, GRE key or ERSPAN session, 0 if none.
+    pub tunnel_id: u32,
+    /// Outer (tunnel endpoint) addresses of the innermost tunnel, `outer_kind` says which family.
+    pub outer_kind: AddrKind,
+    pub outer_src: Addr,
+    pub outer_dst: Addr,
+}
+
+/// One flow record.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct FlowRecord {
+    /// Probe that made the record and its per-probe sequence number (gaps mean lost records).
+    pub probe_id: u32,
+    pub seq: u64,
+    pub cause: Cause,
+    /// `observed::*` bits.
+    pub observed: u8,
+    pub addr_kind: AddrKind,
+    /// IP protocol number (0 for L2 flows).
+    pub proto: u8,
+    /// Ethertype for L2 flows (ARP 0x0806 …), of the IP layer otherwise.
+    pub ethertype: u16,
+    pub saddr: Addr,
+    pub daddr: Addr,
+    /// Ports; for ICMP/ICMPv6 `sport` = type << 8 | code of the initiator's message and
+    /// `dport` = identifier for query messages (echo, timestamp …), 0 otherwise.
+    pub sport: u16,
+    pub dport: u16,
+    /// Time of the first and last packet of this record, ns since the epoch.
+    pub stime_ns: u64,
+    pub ltime_ns: u64,
+    pub state: FlowState,
+    /// `flags::*` bits.
+    pub flags: u32,
+    /// `tcp_opts::*` bits seen in the handshake.
+    pub tcp_opts: u8,
+    /// SYN → SYN-ACK and SYN-ACK → ACK times (ns, 0 if not seen). tcprtt = their sum.
+    pub synack_ns: u64,
+    pub ackdat_ns: u64,
+    /// MAC addresses of the initiator and responder (from the outermost Ethernet header).
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    /// Outer and inner VLAN id (0 = none).
+    pub vlan: [u16; 2],
+    /// Top MPLS label stack entries (label values), 0 = none.
+    pub mpls: [u32; 2],
+    pub encap: Encap,
+    pub src: DirStats,
+    pub dst: DirStats,
+    /// First payload bytes each way, when payload capture is on.
+    pub src_payload: Vec<u8>,
+    pub dst_payload: Vec<u8>,
+}
+
+impl FlowRecord {
+    pub fn pkts(&self) -> u64 {
+        self.src.pkts + self.dst.pkts
+    }
+    pub fn bytes(&self) -> u64 {
+        self.src.bytes + self.dst.bytes
+    }
+    pub fn dur_ns(&self) -> u64 {
+        self.ltime_ns.saturating_sub(self.stime_ns)
+    }
+    pub fn is_icmp(&self) -> bool {
+        matches!(
+            (self.addr_kind, self.proto),
+            (AddrKind::Ipv4, 1) | (AddrKind::Ipv6, 58)
+        )
+    }
+    /// The Argus `state` string for this record.
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            FlowState::Req => return "REQ",
+            FlowState::Acc => return "ACC",
+            FlowState::Con => return "CON",
+            FlowState::Fin => return "FIN",
+            FlowState::Clo => return "CLO",
+            FlowState::Rst => return "RST",
+            FlowState::None => {}
+        }
+        if self.is_icmp() {
+            if let Some(s) = icmp_state(self.addr_kind, (self.sport >> 8) as u8, self.sport as u8)
+            {
+                return s;
+            }
+        }
+        match (self.src.pkts > 0, self.dst.pkts > 0) {
+            (true, true) => "CON",
+            (true, false) if self.cause == Cause::Status => "REQ",
+            (true, false) => "INT",
+            (false, true) => "RSP",
+            (false, false) => "INT",
+        }
+    }
+    /// The Argus `dir` column.
+    pub fn dir_str(&self) -> &'static str {
+        if self.addr_kind == AddrKind::L2 && self.ethertype == 0x0806 {
+            return " who";
+        }
+        let guessed = self.flags & flags::DIR_GUESSED != 0;
+        match (self.src.pkts > 0, self.dst.pkts > 0, guessed) {
+            (true, true, false) => "<->",
+            (true, true, true) => "<?>",
+            (true, false, false) => " ->",
+            (true, false, true) => " ?>",
+            (false, true, false) => "<- ",
+            (false, true, true) => "<? ",
+            (false, false, _) => "   ",
+        }
+    }
+}
+
+/// Argus-style state names for ICMP message types.
+pub fn icmp_state(kind: AddrKind, ty: u8, code: u8) -> Option<&'static str> {
+    match kind {
+        AddrKind::Ipv4 => Some(match ty {
+            0 => "ECR",
+            3 => match code {
+                0 => "URN",
+                1 => "URH",
+                2 => "URO",
+                3 => "URP",
+                4 => "URF",
+                5 => "URS",
+                _ => "UR",
+            },
+            4 => "SRC",
+            5 => "RED",
+            8 => "ECO",
+            9 => "RTA",
+            10 => "RTS",
+            11 => "TXD",
+            12 => "PAR",
+            13 => "TST",
+            14 => "TSR",
+            15 => "IRQ",
+            16 => "IRR",
+            17 => "MAS",
+            18 => "MSR",
+            _ => return None,
+        }),
+        AddrKind::Ipv6 => Some(match ty {
+            1 => "UR",
+            2 => "PTB",
+            3 => "TXD",
+            4 => "PAR",
+            128 => "ECO",
+            129 => "ECR",
+            130 => "MRQ",
+            131 => "MRP",
+            132 => "MRD",
+            133 => "NRS",
+            134 => "NRA",
+            135 => "NNS",
+            136 => "NNA",
+            137 => "RED",
+            143 => "MHR",
+            _ => return None,
+        }),
+        AddrKind::L2 => None,
+    }
+}
+
+/// IANA protocol names as Argus prints them.
+pub fn proto_name(kind: AddrKind, proto: u8, ethertype: u16) -> String {
+    if kind == AddrKind::L2 {
+        return match ethertype {
+            0x0806 => "arp".into(),
+            0x8035 => "rarp".into(),
+            0x8863 | 0x8864 => "pppoe".into(),
+            0x88cc => "lldp".into(),
+            0x9000 => "loop".into(),
+            e if e < 0x0600 => "llc".into(),
+            e => format!("0x{e:04x}"),
+        };
+    }
+    match proto_name_static(proto) {
+        Some(n) => n.into(),
+        None => proto.to_string(),
+    }
+}
+
+pub fn proto_name_static(proto: u8) -> Option<&'static str> {
+    Some(match proto {
+        0 => "hopopt",
+        1 => "icmp",
+        2 => "igmp",
+        4 => "ipip",
+        6 => "tcp",
+        17 => "udp",
+        41 => "ipv6",
+        43 => "ipv6-route",
+        44 => "ipv6-frag",
+        47 => "gre",
+        50 => "esp",
+        51 => "ah",
+        58 => "ipv6-icmp",
+        59 => "ipv6-no",
+        60 => "ipv6-opts",
+        89 => "ospf",
+        103 => "pim",
+        112 => "vrrp",
+        132 => "sctp",
+        136 => "udplite",
+        _ => return None,
+    })
+}
+
+/// Protocol number for a name accepted by filters (`tcp`, `udp`, `icmp`, …).
+pub fn proto_by_name(name: &str) -> Option<u8> {
+    (0u8..=255).find(|&p| proto_name_static(p) == Some(name)).or(match name {
+        "icmp6" | "icmpv6" => Some(58),
+        _ => None,
+    })
+}
