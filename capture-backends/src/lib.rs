@@ -5,6 +5,8 @@
 //! batch borrows the backend mutably, so no packet view can outlive the next `next_batch` call:
 //! that is the moment a live backend hands its frames back to the kernel.
 
+#![deny(unsafe_code)]
+
 pub mod file;
 
 use std::fmt;
@@ -140,16 +142,27 @@ pub struct CaptureWarning {
 
 impl fmt::Display for CaptureWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: offset {}: {}", self.source, self.offset, self.message)
+        write!(
+            f,
+            "{}: offset {}: {}",
+            self.source, self.offset, self.message
+        )
     }
 }
 
 /// A fatal capture error: the source cannot be read at all (or any further).
 #[derive(Debug)]
 pub enum CaptureError {
-    Io { source: String, err: std::io::Error },
+    Io {
+        source: String,
+        err: std::io::Error,
+    },
     /// Not a capture format we know (bad magic), or a header we refuse.
-    Format { source: String, offset: u64, message: String },
+    Format {
+        source: String,
+        offset: u64,
+        message: String,
+    },
 }
 
 impl fmt::Display for CaptureError {

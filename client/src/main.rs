@@ -1,1 +1,3 @@
-fn main() {}
+fn main() {
+    std::process::exit(tapflow_client::run(std::env::args_os()));
+}

@@ -1,1 +1,10 @@
 //! tapflow probe library: decoder and flow engine.
+#![deny(unsafe_code)]
+
+pub mod decode;
+pub mod engine;
+pub mod key;
+pub mod table;
+
+pub use engine::{Engine, EngineConfig, EngineStats, RecordSink};
+pub mod run;

@@ -222,6 +222,8 @@ pub mod flags {
     pub const PAYLOAD: u32 = 1 << 5;
     /// Made by a probe that sees only one direction of the link (half-duplex tap leg).
     pub const ONE_WAY: u32 = 1 << 6;
+    /// IPsec AH was decoded through (the flow is the protected transport's).
+    pub const IPSEC_AH: u32 = 1 << 7;
 }
 
 /// TCP options seen in the handshake (`FlowRecord::tcp_opts`).

@@ -1,0 +1,201 @@
+//! The compiled filter tree and its evaluation against one record.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use tapflow_record::{AddrKind, FlowRecord};
+
+/// Which endpoint a primitive looks at: `src` is the record's initiator (`saddr`/`sport`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    Src,
+    Dst,
+    Either,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostAddr {
+    V4([u8; 4]),
+    V6([u8; 16]),
+    Mac([u8; 6]),
+}
+
+/// A network with its mask pre-expanded so matching is a byte-wise AND.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Net {
+    pub kind: AddrKind,
+    pub addr: [u8; 16],
+    pub mask: [u8; 16],
+    pub prefix: u8,
+}
+
+impl Net {
+    /// Builds a network; host bits in `addr` are cleared.
+    pub fn new(kind: AddrKind, addr: [u8; 16], prefix: u8) -> Net {
+        let mut mask = [0u8; 16];
+        for (i, m) in mask.iter_mut().enumerate() {
+            let bits = (prefix as usize).saturating_sub(i * 8).min(8);
+            *m = if bits == 0 { 0 } else { 0xffu8 << (8 - bits) };
+        }
+        let mut a = [0u8; 16];
+        for i in 0..16 {
+            a[i] = addr[i] & mask[i];
+        }
+        Net {
+            kind,
+            addr: a,
+            mask,
+            prefix,
+        }
+    }
+
+    fn contains(&self, kind: AddrKind, addr: &[u8; 16]) -> bool {
+        kind == self.kind && (0..16).all(|i| addr[i] & self.mask[i] == self.addr[i])
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prim {
+    /// An IP protocol number, optionally restricted to one address family (`icmp` is IPv4 only).
+    Proto {
+        proto: u8,
+        kind: Option<AddrKind>,
+    },
+    /// `ip` / `ip6`.
+    Family(AddrKind),
+    /// `arp`: an L2 record with ethertype 0x0806.
+    Arp,
+    Host(Dir, HostAddr),
+    Net(Dir, Net),
+    Port(Dir, u16),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expr {
+    All(Vec<Expr>),
+    Any(Vec<Expr>),
+    Not(Box<Expr>),
+    Prim(Prim),
+}
+
+/// Protocols whose `sport`/`dport` are real ports (tcp, udp, dccp, sctp, udplite).
+pub fn has_ports(r: &FlowRecord) -> bool {
+    r.addr_kind != AddrKind::L2 && matches!(r.proto, 6 | 17 | 33 | 132 | 136)
+}
+
+fn either(dir: Dir, f: impl Fn(bool) -> bool) -> bool {
+    match dir {
+        Dir::Src => f(true),
+        Dir::Dst => f(false),
+        Dir::Either => f(true) || f(false),
+    }
+}
+
+impl Prim {
+    pub fn matches(&self, r: &FlowRecord) -> bool {
+        match *self {
+            Prim::Proto { proto, kind } => {
+                r.addr_kind != AddrKind::L2
+                    && r.proto == proto
+                    && kind.map_or(true, |k| k == r.addr_kind)
+            }
+            Prim::Family(k) => r.addr_kind == k,
+            Prim::Arp => r.addr_kind == AddrKind::L2 && r.ethertype == 0x0806,
+            Prim::Host(dir, HostAddr::V4(a)) => {
+                r.addr_kind == AddrKind::Ipv4
+                    && either(dir, |s| (if s { &r.saddr } else { &r.daddr }).0[..4] == a)
+            }
+            Prim::Host(dir, HostAddr::V6(a)) => {
+                r.addr_kind == AddrKind::Ipv6
+                    && either(dir, |s| (if s { &r.saddr } else { &r.daddr }).0 == a)
+            }
+            // A MAC matches an L2 record's addresses, or the Ethernet addresses of an IP record.
+            Prim::Host(dir, HostAddr::Mac(m)) => either(dir, |s| {
+                if r.addr_kind == AddrKind::L2 {
+                    (if s { &r.saddr } else { &r.daddr }).mac() == m
+                } else {
+                    (if s { r.smac } else { r.dmac }) == m
+                }
+            }),
+            Prim::Net(dir, ref net) => either(dir, |s| {
+                net.contains(r.addr_kind, if s { &r.saddr.0 } else { &r.daddr.0 })
+            }),
+            Prim::Port(dir, p) => {
+                has_ports(r) && either(dir, |s| (if s { r.sport } else { r.dport }) == p)
+            }
+        }
+    }
+}
+
+impl Expr {
+    pub fn matches(&self, r: &FlowRecord) -> bool {
+        match self {
+            Expr::All(v) => v.iter().all(|e| e.matches(r)),
+            Expr::Any(v) => v.iter().any(|e| e.matches(r)),
+            Expr::Not(e) => !e.matches(r),
+            Expr::Prim(p) => p.matches(r),
+        }
+    }
+}
+
+impl fmt::Display for Dir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dir::Src => "src ",
+            Dir::Dst => "dst ",
+            Dir::Either => "",
+        })
+    }
+}
+
+impl fmt::Display for HostAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostAddr::V4(a) => write!(f, "{}", Ipv4Addr::from(*a)),
+            HostAddr::V6(a) => write!(f, "{}", Ipv6Addr::from(*a)),
+            HostAddr::Mac(m) => tapflow_record::fmt_mac(f, m),
+        }
+    }
+}
+
+/// Canonical, fully parenthesised form: what the parser understood (used by tests and `-v`-ish
+/// diagnostics).
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |f: &mut fmt::Formatter<'_>, v: &[Expr], op: &str| {
+            f.write_str("(")?;
+            for (i, e) in v.iter().enumerate() {
+                if i > 0 {
+                    write!(f, " {op} ")?;
+                }
+                write!(f, "{e}")?;
+            }
+            f.write_str(")")
+        };
+        match self {
+            Expr::All(v) => list(f, v, "and"),
+            Expr::Any(v) => list(f, v, "or"),
+            Expr::Not(e) => write!(f, "not {e}"),
+            Expr::Prim(p) => match p {
+                Prim::Proto { proto, kind: None } => write!(f, "proto {proto}"),
+                Prim::Proto {
+                    proto,
+                    kind: Some(k),
+                } => write!(f, "proto {proto}/ip{}", *k as u8),
+                Prim::Family(AddrKind::Ipv6) => f.write_str("ip6"),
+                Prim::Family(_) => f.write_str("ip"),
+                Prim::Arp => f.write_str("arp"),
+                Prim::Host(d, a) => write!(f, "{d}host {a}"),
+                Prim::Net(d, n) => {
+                    let a = if n.kind == AddrKind::Ipv4 {
+                        Ipv4Addr::new(n.addr[0], n.addr[1], n.addr[2], n.addr[3]).to_string()
+                    } else {
+                        Ipv6Addr::from(n.addr).to_string()
+                    };
+                    write!(f, "{d}net {a}/{}", n.prefix)
+                }
+                Prim::Port(d, p) => write!(f, "{d}port {p}"),
+            },
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Flow keys: a directional key from the decoder, canonicalised so both directions of a flow
+//! hit the same table entry with one lookup.
+
+use tapflow_record::AddrKind;
+
+/// A fixed-size, `Copy` flow key (40 bytes). In canonical form endpoint `a` is the smaller one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+#[repr(C)]
+pub struct FlowKey {
+    pub a: [u8; 16],
+    pub b: [u8; 16],
+    pub port_a: u16,
+    pub port_b: u16,
+    pub proto: u8,
+    pub kind: u8,
+    /// Ethertype for L2 flows, 0 for IP flows.
+    pub ethertype: u16,
+}
+
+impl FlowKey {
+    pub fn addr_kind(&self) -> AddrKind {
+        AddrKind::from_u8(self.kind).unwrap_or_default()
+    }
+
+    /// True for protocols whose "ports" are not per-endpoint (ICMP type/id): only the
+    /// addresses are ordered when canonicalising.
+    #[inline]
+    fn ports_symmetric(&self) -> bool {
+        matches!((self.kind, self.proto), (4, 1) | (6, 58)) || self.kind == 0
+    }
+
+    /// Orders the endpoints. Returns the canonical key and `true` when the packet travels from
+    /// `b` to `a` (i.e. the directional key's source became `b`).
+    #[inline]
+    pub fn canonical(mut self) -> (FlowKey, bool) {
+        let swap = if self.ports_symmetric() {
+            self.a > self.b
+        } else {
+            (self.a, self.port_a) > (self.b, self.port_b)
+        };
+        if swap {
+            std::mem::swap(&mut self.a, &mut self.b);
+            if !self.ports_symmetric() {
+                std::mem::swap(&mut self.port_a, &mut self.port_b);
+            }
+        }
+        (self, swap)
+    }
+
+    /// 64-bit hash of the key (multiply-xorshift over the five 8-byte words). Fast, and good
+    /// enough for an open-addressing table whose home bucket uses the high bits.
+    #[inline]
+    pub fn hash(&self) -> u64 {
+        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        let w = |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let tail = (self.port_a as u64)
+            | (self.port_b as u64) << 16
+            | (self.proto as u64) << 32
+            | (self.kind as u64) << 40
+            | (self.ethertype as u64) << 48;
+        let mut h = 0x243F_6A88_85A3_08D3u64;
+        for x in [
+            w(&self.a[0..8]),
+            w(&self.a[8..16]),
+            w(&self.b[0..8]),
+            w(&self.b[8..16]),
+            tail,
+        ] {
+            h = (h ^ x).wrapping_mul(K);
+            h ^= h >> 29;
+        }
+        h ^= h >> 32;
+        h.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ (h >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(a: [u8; 4], pa: u16, b: [u8; 4], pb: u16, proto: u8) -> FlowKey {
+        let mut k = FlowKey {
+            port_a: pa,
+            port_b: pb,
+            proto,
+            kind: 4,
+            ..Default::default()
+        };
+        k.a[..4].copy_from_slice(&a);
+        k.b[..4].copy_from_slice(&b);
+        k
+    }
+
+    #[test]
+    fn both_directions_share_one_canonical_key() {
+        let fwd = v4([10, 0, 0, 2], 40000, [10, 0, 0, 1], 80, 6);
+        let rev = v4([10, 0, 0, 1], 80, [10, 0, 0, 2], 40000, 6);
+        let (cf, sf) = fwd.canonical();
+        let (cr, sr) = rev.canonical();
+        assert_eq!(cf, cr);
+        assert_ne!(sf, sr);
+        assert_eq!(cf.hash(), cr.hash());
+    }
+
+    #[test]
+    fn same_host_pair_different_ports_differ() {
+        let a = v4([10, 0, 0, 1], 1000, [10, 0, 0, 1], 2000, 17)
+            .canonical()
+            .0;
+        let b = v4([10, 0, 0, 1], 2000, [10, 0, 0, 1], 1000, 17)
+            .canonical()
+            .0;
+        assert_eq!(a, b, "self-talk on one host is one flow");
+        let c = v4([10, 0, 0, 1], 1000, [10, 0, 0, 1], 2001, 17)
+            .canonical()
+            .0;
+        assert_ne!(a, c);
+        assert_ne!(a.hash(), c.hash());
+    }
+
+    #[test]
+    fn icmp_orders_addresses_only() {
+        // Echo request and reply carry the same (type, id) "ports" both ways.
+        let req = v4([10, 0, 0, 9], 0x0800, [10, 0, 0, 1], 77, 1);
+        let rep = v4([10, 0, 0, 1], 0x0800, [10, 0, 0, 9], 77, 1);
+        let (a, sa) = req.canonical();
+        let (b, sb) = rep.canonical();
+        assert_eq!(a, b);
+        assert_eq!(a.port_a, 0x0800);
+        assert_eq!(a.port_b, 77);
+        assert_ne!(sa, sb);
+    }
+}
