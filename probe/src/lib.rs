@@ -8,3 +8,5 @@ pub mod table;
 
 pub use engine::{Engine, EngineConfig, EngineStats, RecordSink};
 pub mod run;
+#[cfg(test)]
+pub(crate) mod testutil;
