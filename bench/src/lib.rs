@@ -1,1 +1,4 @@
-//! tapflow bench library.
+//! tapflow bench library: benchmarks and the synthetic capture generator ([`gen`]).
+
+pub mod engine_bench;
+pub mod gen;

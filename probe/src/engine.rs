@@ -199,8 +199,10 @@ impl Engine {
         let wheel = ((horizon / tick_ns) as usize + 2).clamp(64, 1 << 16);
         // Zeroed allocation: pages are only committed for flows that capture payload.
         let payload = vec![0u8; cfg.capacity * 2 * cfg.payload_bytes];
-        let mut rec = FlowRecord::default();
-        rec.probe_id = cfg.probe_id;
+        let rec = FlowRecord {
+            probe_id: cfg.probe_id,
+            ..FlowRecord::default()
+        };
         Engine {
             table: Table::new(cfg.capacity, wheel),
             decoder: Decoder::new(cfg.frag_capacity),
@@ -381,11 +383,7 @@ impl Engine {
         let s = &slot.s;
         let ts = s.ts_ns;
         let status = self.cfg.status_interval_ns;
-        let next_status = if status > 0 {
-            (ts / status + 1) * status
-        } else {
-            0
-        };
+        let next_status = ts.checked_div(status).map_or(0, |q| (q + 1) * status);
         let sender_is_a = !slot.rev;
         let init_is_a = match s.role {
             Role::Responder => !sender_is_a,
@@ -522,7 +520,9 @@ impl Engine {
         }
         let status = self.cfg.status_interval_ns;
         if f.next_status_ns != 0 && now >= f.next_status_ns {
-            if f.dirs[0].pkts + f.dirs[1].pkts > 0 {
+            // Only flows that lived through a whole interval get status records: a short flow
+            // gets exactly one record, its final one.
+            if f.dirs[0].pkts + f.dirs[1].pkts > 0 && f.first_ns + status <= now {
                 self.emit(s, Cause::Status, sink);
             }
             let f = self.table.get_mut(s);
@@ -555,10 +555,11 @@ impl Engine {
     fn emit(&mut self, s: u32, cause: Cause, sink: &mut impl RecordSink) {
         let n = self.cfg.payload_bytes;
         let f = self.table.get_mut(s);
-        if f.dirs[0].pkts + f.dirs[1].pkts == 0 {
-            // Nothing since the flow's last (status) record: an empty record says nothing.
+        if f.dirs[0].pkts + f.dirs[1].pkts == 0 && !cause.is_final() {
             return;
         }
+        // A final record is always written, so every flow ends with one (with zero counters
+        // when all its packets went out in status records already).
         let (si, di) = if f.init_is_a { (0, 1) } else { (1, 0) };
         let r = &mut self.rec;
         r.seq = self.seq;
@@ -606,7 +607,7 @@ impl Engine {
             .copied()
             .filter(|&t| t != 0)
             .min()
-            .unwrap_or(f.first_ns);
+            .unwrap_or(f.last_ns);
         r.ltime_ns = src.last_ns.max(dst.last_ns).max(r.stime_ns);
         r.src = src;
         r.dst = dst;

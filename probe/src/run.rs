@@ -322,7 +322,9 @@ pub fn run<W: Write>(opts: &RunOptions, out: W) -> io::Result<(RunSummary, W)> {
     if let Some(e) = sink.err.take() {
         return Err(e);
     }
+    sink.w.flush_block()?;
     summary.records_written = sink.w.records_written();
+    summary.output_bytes = sink.w.bytes_written();
     let w = sink.w.finish()?;
     summary.engine = engine.stats();
     summary.decode = engine.decoder.stats.clone();

@@ -120,6 +120,7 @@ pub fn icmp(ty: u8, code: u8, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
 }
 
 /// An Ethernet/IPv4/TCP frame from a to b.
+#[allow(clippy::too_many_arguments)]
 pub fn eth_tcp(
     a: [u8; 4],
     b: [u8; 4],

@@ -368,8 +368,7 @@ impl FlowRecord {
             FlowState::None => {}
         }
         if self.is_icmp() {
-            if let Some(s) = icmp_state(self.addr_kind, (self.sport >> 8) as u8, self.sport as u8)
-            {
+            if let Some(s) = icmp_state(self.addr_kind, (self.sport >> 8) as u8, self.sport as u8) {
                 return s;
             }
         }
@@ -497,8 +496,10 @@ pub fn proto_name_static(proto: u8) -> Option<&'static str> {
 
 /// Protocol number for a name accepted by filters (`tcp`, `udp`, `icmp`, …).
 pub fn proto_by_name(name: &str) -> Option<u8> {
-    (0u8..=255).find(|&p| proto_name_static(p) == Some(name)).or(match name {
-        "icmp6" | "icmpv6" => Some(58),
-        _ => None,
-    })
+    (0u8..=255)
+        .find(|&p| proto_name_static(p) == Some(name))
+        .or(match name {
+            "icmp6" | "icmpv6" => Some(58),
+            _ => None,
+        })
 }

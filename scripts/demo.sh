@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs the probe on the capture shipped in the repo and prints its flow records.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q --bin tapflow-probe --bin tapflow
+capture=${1:-tests/fixtures/demo.pcap}
+target/release/tapflow-probe -r "$capture" -w - | target/release/tapflow read -r -
