@@ -22,4 +22,4 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 # The end-to-end tests run the binaries, so build them first.
 cargo build --workspace --bins -q
-cargo test --workspace
+cargo test --workspace --no-fail-fast

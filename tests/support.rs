@@ -86,7 +86,7 @@ pub fn fixtures() -> Vec<PathBuf> {
             } else if p
                 .file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.contains(".pcap"))
+                .is_some_and(|n| n.contains(".pcap") && !n.ends_with(".csv") && !n.ends_with(".md"))
             {
                 out.push(p);
             }

@@ -80,6 +80,80 @@ fn full_record_round_trips() {
     assert_same(&roundtrip(&r), &r);
 }
 
+/// The worked example of `docs/record-format.md`: pins the encoding byte for byte.
+#[test]
+fn golden_record_bytes() {
+    let stime = 1_700_000_000_000_000_000u64;
+    let r = FlowRecord {
+        probe_id: 3,
+        seq: 1,
+        observed: observed::SRC_TO_DST,
+        addr_kind: AddrKind::Ipv4,
+        proto: 17,
+        ethertype: 0x0800,
+        saddr: Addr::from_v4([10, 0, 0, 1]),
+        daddr: Addr::from_v4([10, 0, 0, 2]),
+        sport: 53000,
+        dport: 53,
+        stime_ns: stime,
+        ltime_ns: stime + 1000,
+        src: DirStats {
+            pkts: 1,
+            bytes: 74,
+            first_ns: stime,
+            last_ns: stime,
+            ..DirStats::default()
+        },
+        ..FlowRecord::default()
+    };
+    let mut buf = Vec::new();
+    encode_record(&r, &mut buf);
+    let hex: Vec<String> = buf.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex.join(" "),
+        "35 08 03 10 01 20 01 28 04 30 11 38 80 10 42 04 0a 00 00 01 4a 04 0a 00 00 02 \
+         50 88 9e 03 58 35 61 00 00 2a 36 fe 9c 97 17 68 e8 07 72 08 08 01 10 4a 28 00 30 00"
+    );
+    assert_same(&roundtrip(&r), &r);
+}
+
+#[test]
+fn golden_file_layout() {
+    let h = FileHeader {
+        major: 1,
+        minor: 0,
+        probe_id: 0x0102_0304,
+        created_ns: 0x1122_3344_5566_7788,
+        flags: 0xa0b0_c0d0,
+    };
+    let mut w = RecordWriter::new(Vec::new(), &h, WriterOptions::default()).unwrap();
+    w.write(&FlowRecord::default()).unwrap();
+    let d = w.finish().unwrap();
+    assert_eq!(&d[..8], b"TAPFLOW\0");
+    assert_eq!(&d[8..16], &[1, 0, 0, 0, 36, 0, 0, 0]);
+    assert_eq!(&d[16..20], &0xa0b0_c0d0u32.to_le_bytes());
+    assert_eq!(&d[20..24], &0x0102_0304u32.to_le_bytes());
+    assert_eq!(&d[24..32], &0x1122_3344_5566_7788u64.to_le_bytes());
+    assert_eq!(&d[32..36], &crc32c::crc32c(&d[..32]).to_le_bytes());
+    let f = &d[36..];
+    assert_eq!(&f[..4], &[0xf7, b'T', b'F', b'B']);
+    let clen = u32::from_le_bytes(f[4..8].try_into().unwrap()) as usize;
+    assert_eq!(f.len(), 24 + clen);
+    assert_eq!(
+        u32::from_le_bytes(f[8..12].try_into().unwrap()),
+        1,
+        "1 byte uncompressed"
+    );
+    assert_eq!(
+        u32::from_le_bytes(f[12..16].try_into().unwrap()),
+        1,
+        "1 record"
+    );
+    assert_eq!(&f[16..20], &crc32c::crc32c(&f[24..]).to_le_bytes());
+    assert_eq!(&f[20..24], &crc32c::crc32c(&f[..20]).to_le_bytes());
+    assert_eq!(zstd::bulk::decompress(&f[24..], 1).unwrap(), [0]);
+}
+
 #[test]
 fn every_enum_variant_round_trips() {
     let causes = [
@@ -1121,4 +1195,57 @@ fn fuzz_random_input_never_panics() {
             assert!(err.is_none());
         }
     }
+}
+
+#[test]
+fn warnings_are_capped() {
+    let mut enc = Vec::new();
+    for _ in 0..1100 {
+        enc.extend_from_slice(&[2, 0, 0]); // undecodable, skippable
+    }
+    let mut d = raw_header(1, 0, &[]);
+    let off = d.len();
+    d.extend_from_slice(&raw_block(&enc, 1100));
+    let (got, warns, _) = read_all(&d).unwrap();
+    assert!(got.is_empty());
+    assert_eq!(warns.len(), 1001);
+    assert_eq!(
+        warns[1000],
+        format!("x.tfr: offset {off}: 100 more warnings suppressed")
+    );
+}
+
+#[test]
+fn huge_records() {
+    let big = FlowRecord {
+        seq: 1,
+        src_payload: vec![0x5a; 17 << 20],
+        ..FlowRecord::default()
+    };
+    let opts = WriterOptions {
+        block_bytes: usize::MAX, // capped at 32 MiB
+        ..WriterOptions::default()
+    };
+    let mut w = RecordWriter::new(Vec::new(), &header(1), opts).unwrap();
+    w.write(&big).unwrap();
+    assert_eq!(w.bytes_written(), 36);
+    // The second one does not fit the 32 MiB block: the first is written on its own.
+    let big2 = FlowRecord { seq: 2, ..big };
+    w.write(&big2).unwrap();
+    assert!(w.bytes_written() > 36);
+    // Over 32 MiB on its own: refused, the writer carries on.
+    let huge = FlowRecord {
+        seq: 3,
+        dst_payload: vec![1; 33 << 20],
+        ..FlowRecord::default()
+    };
+    let e = w.write(&huge).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    w.write(&full_record()).unwrap();
+    assert_eq!(w.records_written(), 3);
+    let d = w.finish().unwrap();
+    let mut rd = RecordReader::new(&d[..], "big").unwrap();
+    let seqs: Vec<u64> = rd.by_ref().map(|r| r.unwrap().seq).collect();
+    assert_eq!(seqs, [1, 2, full_record().seq]);
+    assert_eq!(rd.blocks_read(), 2);
 }

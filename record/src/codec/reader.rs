@@ -71,8 +71,8 @@ enum State {
 
 /// Reads a record file or stream written by [`RecordWriter`](super::RecordWriter).
 ///
-/// Works on any [`Read`] (partial reads are fine; wrap unbuffered files or sockets in
-/// nothing: the reader buffers itself). Damage does not stop it: every record of every
+/// Works on any [`Read`]: partial reads are fine, and there is no need for a `BufReader`
+/// (the reader buffers itself). Damage does not stop it: every record of every
 /// intact block is returned; a partial last block, a corrupt block (skipped by scanning for
 /// the next valid block header) or an undecodable record each produce one warning, available
 /// from [`take_warnings`](Self::take_warnings). A file header where a block was expected
@@ -105,7 +105,9 @@ pub struct RecordReader<R: Read> {
 
     state: State,
     warnings: Vec<String>,
+    /// Warnings beyond [`MAX_PENDING_WARNINGS`]: how many, and the offset of the first.
     suppressed: u64,
+    suppressed_from: u64,
     blocks_read: u64,
 }
 
@@ -134,6 +136,7 @@ impl<R: Read> RecordReader<R> {
             state: State::Blocks,
             warnings: Vec::new(),
             suppressed: 0,
+            suppressed_from: 0,
             blocks_read: 0,
         };
         rd.read_first_header()?;
@@ -154,8 +157,10 @@ impl<R: Read> RecordReader<R> {
     pub fn take_warnings(&mut self) -> Vec<String> {
         if self.suppressed > 0 {
             let n = std::mem::take(&mut self.suppressed);
-            self.warnings
-                .push(format!("{}: {n} more warnings suppressed", self.source));
+            self.warnings.push(format!(
+                "{}: offset {}: {n} more warnings suppressed",
+                self.source, self.suppressed_from
+            ));
         }
         std::mem::take(&mut self.warnings)
     }
@@ -257,6 +262,9 @@ impl<R: Read> RecordReader<R> {
 
     fn warn(&mut self, offset: u64, msg: std::fmt::Arguments<'_>) {
         if self.warnings.len() >= MAX_PENDING_WARNINGS {
+            if self.suppressed == 0 {
+                self.suppressed_from = offset;
+            }
             self.suppressed += 1;
         } else {
             self.warnings

@@ -1118,6 +1118,50 @@ mod tests {
     }
 
     #[test]
+    fn long_sub_message_gets_a_two_byte_length() {
+        let d = DirStats {
+            pkts: u64::MAX,
+            bytes: u64::MAX,
+            ip_bytes: u64::MAX,
+            app_bytes: u64::MAX,
+            first_ns: u64::MAX,
+            last_ns: 1,
+            ttl_min: 255,
+            ttl_max: 255,
+            tos: 255,
+            tcp_flags: 255,
+            retrans: u32::MAX,
+            out_of_order: u32::MAX,
+            zero_win: u32::MAX,
+            loss_pkts: u32::MAX,
+            loss_bytes: u64::MAX,
+            window: u32::MAX,
+            isn: u32::MAX,
+            first_seq: u32::MAX,
+            last_seq: u32::MAX,
+            last_ack: u32::MAX,
+            ipt_n: u32::MAX,
+            ipt_mean_ns: f64::MAX,
+            ipt_std_ns: f64::MIN,
+            frags: u32::MAX,
+        };
+        let r = FlowRecord {
+            src: d,
+            dst: d,
+            ..FlowRecord::default()
+        };
+        let mut out = Vec::new();
+        encode_record(&r, &mut out);
+        // Record length (2 bytes), then the src key and a 2-byte length.
+        assert_eq!(out[2], ((R_SRC << 3) | u32::from(WT_LEN)) as u8);
+        assert!(out[3] & 0x80 != 0 && out[4] < 0x80, "{:?}", &out[..6]);
+        let (back, n) = decode_raw(&out).unwrap();
+        assert_eq!(n, out.len());
+        assert_eq!(back, r);
+        assert!(out.len() < FIXED_MAX);
+    }
+
+    #[test]
     fn overlong_varint_is_an_error() {
         let buf = [0xffu8; 11];
         let mut c = Cur {
