@@ -235,13 +235,15 @@ impl Engine {
 
     /// Processes one capture batch.
     pub fn process_batch(&mut self, batch: &Batch<'_>, sink: &mut impl RecordSink) {
+        // The scratch buffer leaves `self` for the batch so packets are applied in place,
+        // without copying each summary out (`Vec::new` does not allocate).
+        let mut scratch = std::mem::take(&mut self.batch);
         let mut i = 0;
         while i < batch.len() {
             let n = (batch.len() - i).min(BATCH);
             // Stage 1: decode, canonicalise, hash, and prefetch the index bucket.
-            for j in 0..n {
+            for (j, slot) in scratch[..n].iter_mut().enumerate() {
                 let p = batch.get(i + j);
-                let slot = &mut self.batch[j];
                 slot.ok = self
                     .decoder
                     .decode(p.data, p.wire_len, p.link, p.ts_ns, &mut slot.s)
@@ -256,22 +258,20 @@ impl Engine {
             }
             // Stage 2: prefetch the flow a few packets ahead, then apply each packet.
             const AHEAD: usize = 4;
-            for j in 0..n.min(AHEAD) {
-                if self.batch[j].ok {
-                    self.table.prefetch_flow(self.batch[j].hash);
-                }
+            for slot in scratch[..n.min(AHEAD)].iter().filter(|s| s.ok) {
+                self.table.prefetch_flow(slot.hash);
             }
             for j in 0..n {
-                if j + AHEAD < n && self.batch[j + AHEAD].ok {
-                    self.table.prefetch_flow(self.batch[j + AHEAD].hash);
+                if j + AHEAD < n && scratch[j + AHEAD].ok {
+                    self.table.prefetch_flow(scratch[j + AHEAD].hash);
                 }
-                if self.batch[j].ok {
-                    let slot = self.batch[j];
-                    self.apply(&slot, batch.data, sink);
+                if scratch[j].ok {
+                    self.apply(&scratch[j], batch.data, sink);
                 }
             }
             i += n;
         }
+        self.batch = scratch;
     }
 
     /// Decodes and applies a single packet (tests and tools; the batch path is the fast one).

@@ -622,20 +622,16 @@ impl Decoder {
         }
         let more = ff & 0x2000 != 0;
         let frag_off = (ff & 0x1fff) as usize * 8;
-        let l4 = off + hl;
-        let l4_wire = ip_len.saturating_sub(hl);
-        if frag_off > 0 || more {
-            out.flags |= flags::FRAGMENTS;
-            if frag_off > 0 {
-                return self.later_fragment(c, id, l4, l4_wire, out);
-            }
-            out.frag = fragpos::FIRST;
-        }
-        self.transport(c, proto, l4, l4_wire, depth, out)?;
-        if out.frag == fragpos::FIRST {
-            self.frags.insert(&out.key, id, c.ts_ns, out.role);
-        }
-        Ok(())
+        let frag = (frag_off > 0 || more).then_some((id, frag_off));
+        self.ip_payload(
+            c,
+            proto,
+            off + hl,
+            ip_len.saturating_sub(hl),
+            frag,
+            depth,
+            out,
+        )
     }
 
     fn ipv6(&mut self, c: &Ctx, off: usize, depth: u8, out: &mut PacketSummary) -> R<()> {
@@ -674,7 +670,7 @@ impl Decoder {
         // Extension headers (RFC 8200 §4).
         let end = off + ip_len;
         let mut p = off + 40;
-        let mut frag: Option<(u32, bool, usize)> = None;
+        let mut frag: Option<(u32, usize)> = None;
         for _ in 0..16 {
             match next {
                 0 | 60 | 43 | 135 | 139 | 140 => {
@@ -693,7 +689,9 @@ impl Decoder {
                     let nh = c.d.u8(p).ok_or(Malformed::TruncatedIp)?;
                     let fo = c.d.u16(p + 2).ok_or(Malformed::TruncatedIp)?;
                     let id = c.d.u32(p + 4).ok_or(Malformed::TruncatedIp)?;
-                    frag = Some((id, fo & 1 != 0, (fo >> 3) as usize * 8));
+                    let (more, at) = (fo & 1 != 0, (fo >> 3) as usize * 8);
+                    // An atomic fragment (offset 0, no more) is a whole packet (RFC 6946).
+                    frag = (more || at > 0).then_some((id, at));
                     next = nh;
                     p += 8;
                 }
@@ -709,23 +707,32 @@ impl Decoder {
             }
         }
         out.key.proto = next;
-        let l4_wire = end.saturating_sub(p);
-        if let Some((id, more, fo)) = frag {
-            // An atomic fragment (offset 0, no more) is a whole packet (RFC 6946).
-            if fo > 0 || more {
-                out.flags |= flags::FRAGMENTS;
-                if fo > 0 {
-                    return self.later_fragment(c, id, p, l4_wire, out);
-                }
-                out.frag = fragpos::FIRST;
-            }
+        self.ip_payload(c, next, p, end.saturating_sub(p), frag, depth, out)
+    }
+
+    /// The payload of an IP packet: the transport header, or for a fragment (`frag` = IP id
+    /// and offset) the first fragment's transport header remembered for the later ones.
+    #[allow(clippy::too_many_arguments)]
+    fn ip_payload(
+        &mut self,
+        c: &Ctx,
+        proto: u8,
+        l4: usize,
+        l4_wire: usize,
+        frag: Option<(u32, usize)>,
+        depth: u8,
+        out: &mut PacketSummary,
+    ) -> R<()> {
+        let Some((id, at)) = frag else {
+            return self.transport(c, proto, l4, l4_wire, depth, out);
+        };
+        out.flags |= flags::FRAGMENTS;
+        if at > 0 {
+            return self.later_fragment(c, id, l4, l4_wire, out);
         }
-        self.transport(c, next, p, l4_wire, depth, out)?;
-        if out.frag == fragpos::FIRST {
-            if let Some((id, _, _)) = frag {
-                self.frags.insert(&out.key, id, c.ts_ns, out.role);
-            }
-        }
+        out.frag = fragpos::FIRST;
+        self.transport(c, proto, l4, l4_wire, depth, out)?;
+        self.frags.insert(&out.key, id, c.ts_ns, out.role);
         Ok(())
     }
 
