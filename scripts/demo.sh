@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q --bin tapflow-probe --bin tapflow
 capture=${1:-tests/fixtures/demo.pcap}
-target/release/tapflow-probe -r "$capture" -w - | target/release/tapflow read -r -
+bin=${CARGO_TARGET_DIR:-target}/release
+"$bin/tapflow-probe" -r "$capture" -w - | "$bin/tapflow" read -r -
