@@ -7,7 +7,13 @@
 
 #![deny(unsafe_code)]
 
+pub mod afpacket;
 pub mod file;
+pub mod live;
+pub mod netns;
+pub mod xdp;
+
+pub use live::{LiveCapture, LiveStats};
 
 use std::fmt;
 
