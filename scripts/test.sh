@@ -8,6 +8,12 @@ need=()
 command -v argus >/dev/null || need+=(argus-server)
 command -v ra >/dev/null || need+=(argus-client)
 command -v tshark >/dev/null || need+=(tshark)
+# The XDP program is built by clang (capture-backends/build.rs); the live tests use ethtool and
+# shellcheck (scripts/tune-nic.sh).
+command -v clang >/dev/null || need+=(clang llvm)
+[ -e /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
+command -v ethtool >/dev/null || need+=(ethtool)
+command -v shellcheck >/dev/null || need+=(shellcheck)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "*** not root: cannot install ${need[*]}; the tests that use them will say they are SKIPPED ***" >&2

@@ -2,3 +2,4 @@
 
 pub mod engine_bench;
 pub mod gen;
+pub mod live;

@@ -26,6 +26,8 @@ enum Cmd {
     Engine(EngineArgs),
     /// Whole-process `tapflow-probe -r X -w Y` against `argus -r X -w Z` on the same capture.
     File(FileArgs),
+    /// Live capture: tapflow-probe on a veth pair at fixed offered rates, per backend (root).
+    Live(tapflow_bench::live::LiveArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -62,6 +64,7 @@ fn main() -> Result<()> {
         Cmd::Gen(a) => cmd_gen(a),
         Cmd::Engine(a) => cmd_engine(a),
         Cmd::File(a) => cmd_file(a),
+        Cmd::Live(a) => tapflow_bench::live::run(a),
     }
 }
 

@@ -33,7 +33,7 @@ pub struct LiveStats {
     /// Packets user space took out of the ring.
     pub delivered: u64,
     /// Lost because the ring was full (AF_PACKET `tp_drops`; AF_XDP `rx_dropped` +
-    /// `rx_ring_full` + fill-ring empty).
+    /// `rx_ring_full`: in copy mode a fill-ring miss is already counted in `rx_dropped`).
     pub ring_drops: u64,
     /// Dropped on purpose by the configured early-drop prefixes (XDP).
     pub filtered: u64,

@@ -125,11 +125,46 @@ impl Lab {
                 let _ = ip(&["link", "del", &leg.rx_if]);
                 return Err(e);
             }
-            ip(&["-n", &lab.rx_ns, "link", "set", &leg.rx_if, "up"])?;
-            ip(&["-n", &lab.tx_ns, "link", "set", &leg.tx_if, "up"])?;
+            // Room for the test captures' largest frames (tunnels, VLANs) and still within what
+            // native XDP on veth allows (about 3.5 KB with 4 KiB pages).
+            ip(&[
+                "-n", &lab.rx_ns, "link", "set", &leg.rx_if, "mtu", "3000", "up",
+            ])?;
+            ip(&[
+                "-n", &lab.tx_ns, "link", "set", &leg.tx_if, "mtu", "3000", "up",
+            ])?;
             lab.legs.push(leg);
         }
+        lab.wait_links_up()?;
         Ok(lab)
+    }
+
+    /// Waits until both ends of every leg are operationally up. The kernel turns the carrier on
+    /// asynchronously (linkwatch); until then a device's qdisc is `noop`, which drops whatever
+    /// is sent on it while `sendto` still succeeds, so a test sending at once could lose frames.
+    fn wait_links_up(&self) -> io::Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        for leg in &self.legs {
+            for (ns, ifname) in [(&self.rx_ns, &leg.rx_if), (&self.tx_ns, &leg.tx_if)] {
+                loop {
+                    let out = Command::new("ip")
+                        .args(["-n", ns, "-o", "link", "show", "dev", ifname])
+                        .output()?;
+                    let s = String::from_utf8_lossy(&out.stdout);
+                    if s.contains("state UP") && !s.contains("qdisc noop") {
+                        break;
+                    }
+                    if std::time::Instant::now() > deadline {
+                        return Err(io::Error::other(format!(
+                            "{ifname} in {ns} did not come up: {}",
+                            s.trim()
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Runs `f` on a thread that has entered the capture namespace (sockets, interface
@@ -142,6 +177,26 @@ impl Lab {
     pub fn send(&self, leg: usize, frames: &[Vec<u8>], opts: SendOptions) -> io::Result<u64> {
         let ifname = self.legs[leg].tx_if.clone();
         in_netns(&self.tx_ns, move || send_frames(&ifname, frames, opts))?
+    }
+}
+
+impl Lab {
+    /// Sends frames in the given order, each out of the sender end of its leg: the two
+    /// directions of a tap interleaved as on the wire.
+    pub fn send_interleaved(&self, frames: &[(usize, Vec<u8>)]) -> io::Result<u64> {
+        let names: Vec<String> = self.legs.iter().map(|l| l.tx_if.clone()).collect();
+        in_netns(&self.tx_ns, move || -> io::Result<u64> {
+            let socks = names
+                .iter()
+                .map(|n| PacketSender::open(n, SendOptions::default()))
+                .collect::<io::Result<Vec<_>>>()?;
+            let mut sent = 0;
+            for (leg, f) in frames {
+                socks[*leg].send(f)?;
+                sent += 1;
+            }
+            Ok(sent)
+        })?
     }
 }
 
@@ -181,6 +236,69 @@ pub struct SendOptions {
     pub pace_us: u64,
 }
 
+/// An AF_PACKET socket bound to one interface, for sending raw frames.
+pub struct PacketSender {
+    fd: CloseFd,
+    sll: libc::sockaddr_ll,
+}
+
+impl PacketSender {
+    /// Opens the sender on `ifname` (in the calling thread's namespace).
+    pub fn open(ifname: &str, opts: SendOptions) -> io::Result<PacketSender> {
+        let idx = crate::live::ifindex(ifname)?;
+        // SAFETY: plain socket syscalls on a descriptor this value owns.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let fd = CloseFd(fd);
+            if opts.cpu.is_some() {
+                let one: libc::c_int = 1;
+                libc::setsockopt(
+                    fd.0,
+                    libc::SOL_PACKET,
+                    libc::PACKET_QDISC_BYPASS,
+                    &one as *const _ as *const libc::c_void,
+                    std::mem::size_of_val(&one) as libc::socklen_t,
+                );
+            }
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = idx as i32;
+            sll.sll_halen = 6;
+            Ok(PacketSender { fd, sll })
+        }
+    }
+
+    /// Sends one frame; a full device queue is waited out, not dropped.
+    pub fn send(&self, f: &[u8]) -> io::Result<()> {
+        loop {
+            // SAFETY: `f` and `sll` are valid for the call.
+            let r = unsafe {
+                libc::sendto(
+                    self.fd.0,
+                    f.as_ptr() as *const libc::c_void,
+                    f.len(),
+                    0,
+                    &self.sll as *const _ as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::ENOBUFS) | Some(libc::EAGAIN) | Some(libc::EINTR) => {
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                }
+                _ => return Err(e),
+            }
+        }
+    }
+}
+
 /// Sends raw Ethernet frames out of `ifname` (in the calling thread's namespace) through an
 /// AF_PACKET socket. Returns the number sent; a full device queue is waited out, not dropped.
 pub fn send_frames(ifname: &str, frames: &[Vec<u8>], opts: SendOptions) -> io::Result<u64> {
@@ -194,58 +312,16 @@ pub fn send_frames(ifname: &str, frames: &[Vec<u8>], opts: SendOptions) -> io::R
             }
         }
     }
-    let idx = crate::live::ifindex(ifname)?;
-    // SAFETY: plain socket syscalls on a descriptor this function owns and closes.
-    unsafe {
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
+    let s = PacketSender::open(ifname, opts)?;
+    let mut sent = 0u64;
+    for (i, f) in frames.iter().enumerate() {
+        s.send(f)?;
+        sent += 1;
+        if opts.pace_us > 0 && i % 64 == 63 {
+            std::thread::sleep(std::time::Duration::from_micros(opts.pace_us));
         }
-        let close = CloseFd(fd);
-        if opts.cpu.is_some() {
-            let one: libc::c_int = 1;
-            libc::setsockopt(
-                fd,
-                libc::SOL_PACKET,
-                libc::PACKET_QDISC_BYPASS,
-                &one as *const _ as *const libc::c_void,
-                std::mem::size_of_val(&one) as libc::socklen_t,
-            );
-        }
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = idx as i32;
-        sll.sll_halen = 6;
-        let mut sent = 0u64;
-        for (i, f) in frames.iter().enumerate() {
-            loop {
-                let r = libc::sendto(
-                    fd,
-                    f.as_ptr() as *const libc::c_void,
-                    f.len(),
-                    0,
-                    &sll as *const _ as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                );
-                if r >= 0 {
-                    sent += 1;
-                    break;
-                }
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::ENOBUFS) | Some(libc::EAGAIN) | Some(libc::EINTR) => {
-                        std::thread::sleep(std::time::Duration::from_micros(50));
-                    }
-                    _ => return Err(e),
-                }
-            }
-            if opts.pace_us > 0 && i % 64 == 63 {
-                std::thread::sleep(std::time::Duration::from_micros(opts.pace_us));
-            }
-        }
-        drop(close);
-        Ok(sent)
     }
+    Ok(sent)
 }
 
 struct CloseFd(libc::c_int);

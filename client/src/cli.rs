@@ -35,14 +35,26 @@ FILTER (after a lone '-', as with ra; '--' works too):
 EXAMPLES:
   tapflow read -r flows.tfr - tcp and host 10.0.0.1
   tapflow read -r a.tfr -r b.tfr -s stime,saddr,daddr,dur,tcprtt --csv
+  tapflow read -S probe1:9561 - udp and port 53
+  tapflow read -r archive.tfr --status
   tapflow-probe ... | tapflow read -r - -s +dur -n - not port 22";
 
 #[derive(Args, Debug)]
 #[command(after_help = READ_AFTER_HELP)]
 pub struct ReadArgs {
     /// Record file to read, '-' for standard input; repeat for several files
-    #[arg(short = 'r', value_name = "FILE", required = true, action = ArgAction::Append)]
+    #[arg(short = 'r', value_name = "FILE", action = ArgAction::Append, required_unless_present = "stream")]
     pub files: Vec<PathBuf>,
+
+    /// Read the live record stream a probe serves on HOST:PORT (`tapflow-probe --listen`),
+    /// until the probe stops or the output is closed
+    #[arg(short = 'S', value_name = "HOST:PORT", conflicts_with = "files")]
+    pub stream: Option<String>,
+
+    /// Print the probes' status records (per worker and interval: packets seen, delivered,
+    /// dropped, decoded; flows; records) instead of flow records
+    #[arg(long)]
+    pub status: bool,
 
     /// Fields to print, comma separated; '+f' adds to and '-f' removes from the defaults
     /// (stime,flgs,proto,saddr,sport,dir,daddr,dport,pkts,bytes,state). `-s help` lists them

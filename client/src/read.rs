@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
-use tapflow_record::{RecordError, RecordReader};
+use tapflow_record::{status_flags, FlowRecord, ProbeStatus, RecordError, RecordReader};
 
 use crate::cli::ReadArgs;
 use crate::fields::{parse_selection, FIELDS};
@@ -84,6 +84,10 @@ pub fn run(args: &ReadArgs, dashdash: bool) -> Result<(), Failure> {
         numeric: args.numeric,
     };
     let mut job = Job {
+        status: args.status.then_some(StatusStyle {
+            json: args.json,
+            epoch: args.epoch,
+        }),
         printer: Printer::new(fields, mode, style),
         filter,
         limit: args.limit.unwrap_or(u64::MAX),
@@ -91,7 +95,10 @@ pub fn run(args: &ReadArgs, dashdash: bool) -> Result<(), Failure> {
         header_done: false,
         failed: None,
     };
-    let res = job.all_files(&args.files, &mut out);
+    let res = match &args.stream {
+        Some(addr) => job.stream(addr, &mut out),
+        None => job.all_files(&args.files, &mut out),
+    };
     let res = res.and_then(|_| out.flush().map_err(Stop::from));
     match res {
         Ok(()) | Err(Stop::BrokenPipe) => {}
@@ -107,7 +114,14 @@ pub fn run(args: &ReadArgs, dashdash: bool) -> Result<(), Failure> {
     }
 }
 
+struct StatusStyle {
+    json: bool,
+    epoch: bool,
+}
+
 struct Job {
+    /// Print probe-status records (and only those).
+    status: Option<StatusStyle>,
     printer: Printer,
     filter: Option<Filter>,
     limit: u64,
@@ -118,6 +132,26 @@ struct Job {
 }
 
 impl Job {
+    /// Reads a probe's live stream (`tapflow-probe --listen`).
+    fn stream(&mut self, addr: &str, out: &mut impl Write) -> Result<(), Stop> {
+        let res = match std::net::TcpStream::connect(addr) {
+            Ok(sock) => self.one_source(sock, addr, out),
+            Err(e) => Err(Failure::io(format!(
+                "cannot connect to {addr}: {}",
+                io_msg(&e)
+            ))),
+        };
+        match res {
+            Ok(r) => r,
+            Err(f) => {
+                out.flush()?;
+                report(&f);
+                self.failed = Some(f.code);
+                Ok(())
+            }
+        }
+    }
+
     fn all_files(
         &mut self,
         files: &[std::path::PathBuf],
@@ -161,7 +195,7 @@ impl Job {
         out: &mut impl Write,
     ) -> Result<Result<(), Stop>, Failure> {
         let mut reader = RecordReader::new(input, name).map_err(record_failure)?;
-        if !self.header_done {
+        if !self.header_done && self.status.is_none() {
             self.header_done = true;
             if let Err(e) = self.printer.header(out) {
                 return Ok(Err(e.into()));
@@ -179,6 +213,19 @@ impl Job {
                 Some(r) => r,
                 None => break,
             };
+            if let Some(st) = &self.status {
+                if let Some(s) = &rec.status {
+                    if let Err(e) = print_status(&rec, s, st, out) {
+                        return Ok(Err(e.into()));
+                    }
+                    self.printed += 1;
+                }
+                continue;
+            }
+            // Probe-status records describe the probe, not a flow.
+            if rec.status.is_some() {
+                continue;
+            }
             if self.filter.as_ref().is_some_and(|f| !f.matches(&rec)) {
                 continue;
             }
@@ -189,6 +236,62 @@ impl Job {
         }
         Ok(Ok(()))
     }
+}
+
+/// One probe-status record: a line (or a JSON object) with every counter, named.
+fn print_status(
+    rec: &FlowRecord,
+    s: &ProbeStatus,
+    st: &StatusStyle,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let fields: [(&str, u64); 14] = [
+        ("seen", s.seen),
+        ("delivered", s.delivered),
+        ("ring_drops", s.ring_drops),
+        ("filtered", s.filtered),
+        ("passed", s.passed),
+        ("invalid", s.invalid),
+        ("decoded", s.decoded),
+        ("malformed", s.malformed),
+        ("flows_admitted", s.flows_admitted),
+        ("evictions", s.evictions),
+        ("records_queued", s.records_queued),
+        ("records_dropped", s.records_dropped),
+        ("active_flows", s.active_flows),
+        ("flags", s.flags.into()),
+    ];
+    let secs = |ns: u64| format!("{}.{:06}", ns / 1_000_000_000, ns % 1_000_000_000 / 1000);
+    if st.json {
+        write!(
+            out,
+            "{{\"probe\":{},\"worker\":{},\"stime\":{},\"ltime\":{}",
+            rec.probe_id,
+            s.worker,
+            secs(rec.stime_ns),
+            secs(rec.ltime_ns)
+        )?;
+        for (k, v) in fields {
+            write!(out, ",\"{k}\":{v}")?;
+        }
+        return writeln!(out, "}}");
+    }
+    let mut t = String::new();
+    crate::format::push_time(&mut t, rec.ltime_ns, st.epoch);
+    write!(
+        out,
+        "{t} probe {} worker {} interval {:.3}s",
+        rec.probe_id,
+        s.worker,
+        rec.ltime_ns.saturating_sub(rec.stime_ns) as f64 / 1e9
+    )?;
+    for (k, v) in fields {
+        write!(out, " {k} {v}")?;
+    }
+    if s.flags & status_flags::FINAL != 0 {
+        write!(out, " final")?;
+    }
+    writeln!(out)
 }
 
 fn record_failure(e: RecordError) -> Failure {

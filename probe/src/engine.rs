@@ -45,6 +45,9 @@ pub struct EngineConfig {
     pub frag_capacity: usize,
     /// Timer wheel resolution.
     pub tick_ns: u64,
+    /// Sequence number of the first record. Live workers give each worker its own range
+    /// (worker << 48) so that `seq` gaps still reveal lost records per worker.
+    pub first_seq: u64,
 }
 
 impl Default for EngineConfig {
@@ -62,6 +65,7 @@ impl Default for EngineConfig {
             payload_bytes: 0,
             frag_capacity: 4096,
             tick_ns: S / 10,
+            first_seq: 0,
         }
     }
 }
@@ -211,7 +215,7 @@ impl Engine {
             next_tick_ns: 0,
             tick: 0,
             started: false,
-            seq: 0,
+            seq: cfg.first_seq,
             rec,
             payload,
             cfg: EngineConfig { tick_ns, ..cfg },
@@ -272,6 +276,24 @@ impl Engine {
             i += n;
         }
         self.batch = scratch;
+    }
+
+    /// Moves engine time on to `now_ns` without a packet, running the timers due by then. A
+    /// live worker calls it when its sources are idle, so quiet flows still time out and status
+    /// records still go out. Has no effect before the first packet or when `now_ns` is not
+    /// past the current tick.
+    pub fn advance(&mut self, now_ns: u64, sink: &mut impl RecordSink) {
+        if self.started && now_ns >= self.next_tick_ns {
+            self.run_timers(now_ns, sink);
+        }
+    }
+
+    /// Takes the next record sequence number (for records the caller writes itself, such as
+    /// probe-status records), keeping one gap-free sequence per engine.
+    pub fn take_seq(&mut self) -> u64 {
+        let s = self.seq;
+        self.seq += 1;
+        s
     }
 
     /// Decodes and applies a single packet (tests and tools; the batch path is the fast one).
@@ -376,7 +398,9 @@ impl Engine {
         let fl = self.table.get(f);
         let ended = fl.tcp & (T_RST | T_FIN_A | T_FIN_B) != 0;
         let d = slot.rev as usize;
-        ended && !(fl.seq[d].isn_set && fl.dirs[d].isn == t.seq)
+        // A SYN from a side that has sent nothing in this flow is its late first packet (two
+        // tap legs can deliver the reply direction first), not a new connection.
+        ended && fl.seq[d].started && !(fl.seq[d].isn_set && fl.dirs[d].isn == t.seq)
     }
 
     fn init_flow(&mut self, idx: u32, slot: &Slot) {

@@ -1,6 +1,7 @@
 //! tapflow probe library: decoder and flow engine.
 #![deny(unsafe_code)]
 
+pub mod daemon;
 pub mod decode;
 pub mod engine;
 pub mod key;

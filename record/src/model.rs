@@ -294,6 +294,55 @@ pub struct Encap {
     pub outer_dst: Addr,
 }
 
+/// Where a worker's packets went during one interval (counters are deltas over the interval).
+///
+/// Identities a reader can check (exact over a whole run; within an interval up to the packets
+/// still in the kernel ring at its end): `seen = delivered + ring_drops + filtered + passed +
+/// invalid`, `delivered = decoded + malformed`, `records = records_queued + records_dropped`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ProbeStatus {
+    /// Worker index (one per NIC queue / fanout member).
+    pub worker: u32,
+    /// `status_flags::*`.
+    pub flags: u32,
+    /// Packets the NIC/kernel/XDP program saw for this worker's sockets.
+    pub seen: u64,
+    /// Packets taken out of the capture ring by the worker.
+    pub delivered: u64,
+    /// Lost because a kernel ring was full (AF_PACKET tp_drops, AF_XDP ring/fill drops).
+    pub ring_drops: u64,
+    /// Dropped on purpose by the early-drop prefixes.
+    pub filtered: u64,
+    /// Left to the kernel stack (XDP: no socket on the queue).
+    pub passed: u64,
+    /// Descriptors the kernel called invalid.
+    pub invalid: u64,
+    /// Packets decoded and applied to a flow.
+    pub decoded: u64,
+    /// Packets that did not decode.
+    pub malformed: u64,
+    /// New flows admitted to the table.
+    pub flows_admitted: u64,
+    /// Flows pushed out of a full table.
+    pub evictions: u64,
+    /// Flow records handed to the output thread.
+    pub records_queued: u64,
+    /// Flow records lost because the output queue was full.
+    pub records_dropped: u64,
+    /// Flows in the table at the end of the interval (a level, not a delta).
+    pub active_flows: u64,
+}
+
+/// `ProbeStatus::flags` bits.
+pub mod status_flags {
+    /// The last status record of a worker (probe shutting down).
+    pub const FINAL: u32 = 0x01;
+    /// AF_XDP asked for zero-copy in `auto` mode and fell back to copy mode.
+    pub const XDP_COPY_FALLBACK: u32 = 0x02;
+    /// The sockets run AF_XDP in zero-copy mode.
+    pub const XDP_ZERO_COPY: u32 = 0x04;
+}
+
 /// One flow record.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct FlowRecord {
@@ -338,6 +387,10 @@ pub struct FlowRecord {
     /// First payload bytes each way, when payload capture is on.
     pub src_payload: Vec<u8>,
     pub dst_payload: Vec<u8>,
+    /// Set on probe-status records (format 1.1): the probe's own accounting for one worker
+    /// and interval (`stime_ns..ltime_ns`), the role Argus's MAR records play. Such a record
+    /// describes no flow; its flow fields stay at their defaults.
+    pub status: Option<Box<ProbeStatus>>,
 }
 
 impl FlowRecord {

@@ -117,6 +117,68 @@ fn golden_record_bytes() {
     assert_same(&roundtrip(&r), &r);
 }
 
+/// Probe-status records (format 1.1): every counter round-trips, the bytes follow the tag table,
+/// and the sub-message comes after the payload fields.
+#[test]
+fn probe_status_round_trip_and_layout() {
+    let st = ProbeStatus {
+        worker: 1,
+        flags: status_flags::FINAL,
+        seen: 1000,
+        delivered: 990,
+        ring_drops: 10,
+        decoded: 985,
+        malformed: 5,
+        flows_admitted: 7,
+        records_queued: 9,
+        active_flows: 2,
+        ..ProbeStatus::default()
+    };
+    let r = FlowRecord {
+        probe_id: 2,
+        dst_payload: vec![0xaa],
+        status: Some(Box::new(st)),
+        ..FlowRecord::default()
+    };
+    let mut buf = Vec::new();
+    encode_record(&r, &mut buf);
+    let hex: Vec<String> = buf.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex.join(" "),
+        "20 08 02 ea 01 01 aa f2 01 17 08 01 10 01 18 e8 07 20 de 07 28 0a 48 d9 07 50 05 58 07 \
+         68 09 78 02"
+    );
+    let (back, used) = decode_record(&buf).unwrap();
+    assert_eq!(used, buf.len());
+    assert_eq!(back, r);
+    // A flow record carries no status.
+    let (plain, _) = decode_record(&[0]).unwrap();
+    assert!(plain.status.is_none());
+    // Every field, maxed.
+    let all = ProbeStatus {
+        worker: u32::MAX,
+        flags: u32::MAX,
+        seen: u64::MAX,
+        delivered: u64::MAX - 1,
+        ring_drops: 3,
+        filtered: 4,
+        passed: 5,
+        invalid: 6,
+        decoded: 7,
+        malformed: 8,
+        flows_admitted: 9,
+        evictions: 10,
+        records_queued: 11,
+        records_dropped: 12,
+        active_flows: u64::MAX,
+    };
+    let mut r = full_record();
+    r.status = Some(Box::new(all));
+    buf.clear();
+    encode_record(&r, &mut buf);
+    assert_eq!(decode_record(&buf).unwrap().0, r);
+}
+
 #[test]
 fn golden_file_layout() {
     let h = FileHeader {
@@ -130,7 +192,7 @@ fn golden_file_layout() {
     w.write(&FlowRecord::default()).unwrap();
     let d = w.finish().unwrap();
     assert_eq!(&d[..8], b"TAPFLOW\0");
-    assert_eq!(&d[8..16], &[1, 0, 0, 0, 36, 0, 0, 0]);
+    assert_eq!(&d[8..16], &[1, 0, 1, 0, 36, 0, 0, 0]);
     assert_eq!(&d[16..20], &0xa0b0_c0d0u32.to_le_bytes());
     assert_eq!(&d[20..24], &0x0102_0304u32.to_le_bytes());
     assert_eq!(&d[24..32], &0x1122_3344_5566_7788u64.to_le_bytes());

@@ -250,6 +250,34 @@ fn idle_timeout_ends_a_flow_and_a_later_packet_starts_a_new_one() {
     assert_eq!(recs[1].src.pkts, 1);
 }
 
+/// A live worker moves time on without packets: quiet flows still time out, on time, and the
+/// record sequence continues across records the caller numbers itself.
+#[test]
+fn advance_runs_timers_without_packets() {
+    let mut r = Run::new(EngineConfig {
+        first_seq: 7 << 48,
+        ..no_status()
+    });
+    let f = eth(
+        MAC_A,
+        MAC_B,
+        0x0800,
+        &ipv4(C, SV, 17, &udp(5000, 53, &[0; 10])),
+    );
+    r.pkt(T0, &f);
+    let mut out = Vec::new();
+    r.e.advance(T0 + 29 * SEC, &mut |x: &FlowRecord| out.push(x.clone()));
+    assert!(out.is_empty(), "expired before its 30 s idle timeout");
+    r.e.advance(T0 + 31 * SEC, &mut |x: &FlowRecord| out.push(x.clone()));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].cause, Cause::Idle);
+    assert_eq!(out[0].seq, 7 << 48);
+    assert_eq!(r.e.take_seq(), (7 << 48) + 1);
+    // Before any packet, advancing does nothing.
+    let mut fresh = Engine::new(no_status());
+    fresh.advance(T0, &mut |_: &FlowRecord| panic!("no flows yet"));
+}
+
 #[test]
 fn a_new_syn_after_rst_starts_a_new_flow() {
     let mut r = Run::new(no_status());
@@ -264,6 +292,23 @@ fn a_new_syn_after_rst_starts_a_new_flow() {
     assert_eq!((recs[0].src.pkts, recs[0].dst.pkts), (1, 1));
     assert_eq!(recs[1].state, FlowState::Req);
     assert_eq!(recs[1].src.isn, 7000);
+}
+
+/// Two tap legs can deliver a whole reply direction before the request direction: the
+/// client's SYN arriving after the server's FIN is its late first packet, not a reused port.
+#[test]
+fn late_syn_from_a_silent_side_is_not_port_reuse() {
+    let mut r = Run::new(no_status());
+    r.s2c(T0 + MS, 5000, 101, SYN | ACK, 0);
+    r.s2c(T0 + 3 * MS, 5001, 111, ACK, 200);
+    r.s2c(T0 + 4 * MS, 5201, 112, tcpf::FIN | ACK, 0);
+    r.c2s(T0, 100, 0, SYN, 0);
+    r.c2s(T0 + 2 * MS, 101, 5001, ACK, 10);
+    r.c2s(T0 + 5 * MS, 111, 5202, tcpf::FIN | ACK, 0);
+    assert_eq!(r.e.stats().port_reuse, 0);
+    let recs = r.finish();
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!((recs[0].src.pkts + recs[0].dst.pkts), 6);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use super::RecordError;
-use crate::model::{AddrKind, Cause, DirStats, Encap, FlowRecord, FlowState};
+use crate::model::{AddrKind, Cause, DirStats, Encap, FlowRecord, FlowState, ProbeStatus};
 
 const WT_VARINT: u8 = 0;
 const WT_FIXED64: u8 = 1;
@@ -43,8 +43,9 @@ const R_MPLS1: u32 = 26;
 const R_ENCAP: u32 = 27;
 const R_SRC_PAYLOAD: u32 = 28;
 const R_DST_PAYLOAD: u32 = 29;
+const R_STATUS: u32 = 30;
 
-const RECORD_NAMES: [&str; 30] = [
+const RECORD_NAMES: [&str; 31] = [
     "",
     "probe_id",
     "seq",
@@ -75,6 +76,7 @@ const RECORD_NAMES: [&str; 30] = [
     "encap",
     "src_payload",
     "dst_payload",
+    "status",
 ];
 
 // DirStats tags. What a TCP record usually carries gets 1-byte keys (tags 1..=15); the
@@ -132,6 +134,42 @@ const DIR_NAMES: [&str; 25] = [
     "frags",
 ];
 
+// ProbeStatus tags.
+const S_WORKER: u32 = 1;
+const S_FLAGS: u32 = 2;
+const S_SEEN: u32 = 3;
+const S_DELIVERED: u32 = 4;
+const S_RING_DROPS: u32 = 5;
+const S_FILTERED: u32 = 6;
+const S_PASSED: u32 = 7;
+const S_INVALID: u32 = 8;
+const S_DECODED: u32 = 9;
+const S_MALFORMED: u32 = 10;
+const S_FLOWS: u32 = 11;
+const S_EVICTIONS: u32 = 12;
+const S_QUEUED: u32 = 13;
+const S_QDROPPED: u32 = 14;
+const S_ACTIVE: u32 = 15;
+
+const STATUS_NAMES: [&str; 16] = [
+    "",
+    "worker",
+    "flags",
+    "seen",
+    "delivered",
+    "ring_drops",
+    "filtered",
+    "passed",
+    "invalid",
+    "decoded",
+    "malformed",
+    "flows_admitted",
+    "evictions",
+    "records_queued",
+    "records_dropped",
+    "active_flows",
+];
+
 // Encap tags.
 const E_KINDS: u32 = 1;
 const E_TUNNEL_ID: u32 = 2;
@@ -158,12 +196,15 @@ const FIXED_MAX: usize = 1024;
 
 /// Encoder of the fixed-size part of a record into a stack buffer (no per-byte capacity
 /// checks on a `Vec`). Never overflows: see [`FIXED_MAX`].
-struct Enc {
-    b: [u8; FIXED_MAX],
+struct Enc<const N: usize = FIXED_MAX> {
+    b: [u8; N],
     n: usize,
 }
 
-impl Enc {
+/// Upper bound of an encoded `ProbeStatus` sub-message: 15 varint fields of at most 11 bytes.
+const STATUS_MAX: usize = 192;
+
+impl<const N: usize> Enc<N> {
     #[inline(always)]
     fn varint(&mut self, mut v: u64) {
         while v >= 0x80 {
@@ -220,7 +261,7 @@ impl Enc {
 
     /// A length-delimited sub-message, left out entirely when its body is empty.
     #[inline(always)]
-    fn message(&mut self, tag: u32, body: impl FnOnce(&mut Enc)) {
+    fn message(&mut self, tag: u32, body: impl FnOnce(&mut Enc<N>)) {
         let key_at = self.n;
         self.key(tag, WT_LEN);
         let len_at = self.n;
@@ -238,6 +279,24 @@ impl Enc {
             self.b[len_at + 1] = (len >> 7) as u8;
             self.n += 1;
         }
+    }
+
+    fn status(&mut self, s: &ProbeStatus) {
+        self.uint(S_WORKER, s.worker.into());
+        self.uint(S_FLAGS, s.flags.into());
+        self.uint(S_SEEN, s.seen);
+        self.uint(S_DELIVERED, s.delivered);
+        self.uint(S_RING_DROPS, s.ring_drops);
+        self.uint(S_FILTERED, s.filtered);
+        self.uint(S_PASSED, s.passed);
+        self.uint(S_INVALID, s.invalid);
+        self.uint(S_DECODED, s.decoded);
+        self.uint(S_MALFORMED, s.malformed);
+        self.uint(S_FLOWS, s.flows_admitted);
+        self.uint(S_EVICTIONS, s.evictions);
+        self.uint(S_QUEUED, s.records_queued);
+        self.uint(S_QDROPPED, s.records_dropped);
+        self.uint(S_ACTIVE, s.active_flows);
     }
 
     fn dir(&mut self, d: &DirStats, base: u64) {
@@ -349,14 +408,25 @@ pub fn encode_record(rec: &FlowRecord, out: &mut Vec<u8>) {
         e.trimmed(E_OUTER_DST, &x.outer_dst.0);
     });
 
+    // The status sub-message (probe-status records only) comes last, after the payloads,
+    // to keep ascending tag order.
+    let mut st = Enc {
+        b: [0; STATUS_MAX],
+        n: 0,
+    };
+    if let Some(x) = &rec.status {
+        st.message(R_STATUS, |e| e.status(x));
+    }
     let body = e.n
         + bytes_field_len(R_SRC_PAYLOAD, &rec.src_payload)
-        + bytes_field_len(R_DST_PAYLOAD, &rec.dst_payload);
+        + bytes_field_len(R_DST_PAYLOAD, &rec.dst_payload)
+        + st.n;
     out.reserve(varint_len(body as u64) + body);
     put_varint(out, body as u64);
     out.extend_from_slice(&e.b[..e.n]);
     put_bytes_field(out, R_SRC_PAYLOAD, &rec.src_payload);
     put_bytes_field(out, R_DST_PAYLOAD, &rec.dst_payload);
+    out.extend_from_slice(&st.b[..st.n]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -369,6 +439,7 @@ pub(crate) enum Msg {
     Src,
     Dst,
     Encap,
+    Status,
 }
 
 impl Msg {
@@ -378,6 +449,7 @@ impl Msg {
             Msg::Src => ("src.", &DIR_NAMES),
             Msg::Dst => ("dst.", &DIR_NAMES),
             Msg::Encap => ("encap.", &ENCAP_NAMES),
+            Msg::Status => ("status.", &STATUS_NAMES),
         };
         match names.get(tag as usize) {
             Some(n) if !n.is_empty() => format!("field {prefix}{n} (tag {tag})"),
@@ -855,9 +927,38 @@ fn decode_encap(mut c: Cur<'_>, e: &mut Encap) -> DResult<()> {
     Ok(())
 }
 
+fn decode_status(mut c: Cur<'_>, s: &mut ProbeStatus) -> DResult<()> {
+    while c.p < c.b.len() {
+        let (tag, wt, key_at) = c.key()?;
+        if !(S_WORKER..=S_ACTIVE).contains(&tag) {
+            c.skip(tag, wt, key_at)?;
+            continue;
+        }
+        c.want(wt, WT_VARINT, tag, key_at)?;
+        match tag {
+            S_WORKER => s.worker = c.u32(tag)?,
+            S_FLAGS => s.flags = c.u32(tag)?,
+            S_SEEN => s.seen = c.varint()?,
+            S_DELIVERED => s.delivered = c.varint()?,
+            S_RING_DROPS => s.ring_drops = c.varint()?,
+            S_FILTERED => s.filtered = c.varint()?,
+            S_PASSED => s.passed = c.varint()?,
+            S_INVALID => s.invalid = c.varint()?,
+            S_DECODED => s.decoded = c.varint()?,
+            S_MALFORMED => s.malformed = c.varint()?,
+            S_FLOWS => s.flows_admitted = c.varint()?,
+            S_EVICTIONS => s.evictions = c.varint()?,
+            S_QUEUED => s.records_queued = c.varint()?,
+            S_QDROPPED => s.records_dropped = c.varint()?,
+            _ => s.active_flows = c.varint()?, // S_ACTIVE
+        }
+    }
+    Ok(())
+}
+
 /// Wire type of each known record tag (index = tag).
-const RECORD_WIRE: [u8; 30] = {
-    let mut w = [WT_VARINT; 30];
+const RECORD_WIRE: [u8; 31] = {
+    let mut w = [WT_VARINT; 31];
     w[R_SADDR as usize] = WT_LEN;
     w[R_DADDR as usize] = WT_LEN;
     w[R_STIME as usize] = WT_FIXED64;
@@ -868,6 +969,7 @@ const RECORD_WIRE: [u8; 30] = {
     w[R_ENCAP as usize] = WT_LEN;
     w[R_SRC_PAYLOAD as usize] = WT_LEN;
     w[R_DST_PAYLOAD as usize] = WT_LEN;
+    w[R_STATUS as usize] = WT_LEN;
     w
 };
 
@@ -941,8 +1043,13 @@ fn decode_record_general(mut c: Cur<'_>, rec: &mut FlowRecord, present: &mut u8)
                 rec.src_payload.clear();
                 rec.src_payload.extend_from_slice(s);
             }
+            R_STATUS => {
+                let sub = c.sub(tag, Msg::Status)?;
+                let st = rec.status.get_or_insert_with(Default::default);
+                decode_status(sub, st)?;
+            }
             _ => {
-                // R_DST_PAYLOAD, the only tag left in 1..=29
+                // R_DST_PAYLOAD, the only tag left in 1..=30
                 let s = c.bytes(tag)?;
                 rec.dst_payload.clear();
                 rec.dst_payload.extend_from_slice(s);

@@ -93,6 +93,7 @@ pub fn full_record() -> FlowRecord {
         dst: full_dir(1),
         src_payload: b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n".to_vec(),
         dst_payload: (0..=255u8).collect(),
+        status: None,
     }
 }
 
@@ -166,6 +167,7 @@ pub fn tcp_record(rng: &mut Rng, i: u64) -> FlowRecord {
         dst,
         src_payload: Vec::new(),
         dst_payload: Vec::new(),
+        status: None,
     }
 }
 
