@@ -177,6 +177,13 @@ impl Probe {
         (st, log)
     }
 
+    /// SIGTERM; the probe must exit 0. Returns its log.
+    fn stop_ok(self) -> String {
+        let (st, log) = self.stop();
+        assert!(st.success(), "probe exit {st}: {log}");
+        log
+    }
+
     fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
@@ -186,6 +193,44 @@ impl Drop for Probe {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A test run's scratch directory, record file and stats file; removed on drop.
+struct RunDir {
+    dir: PathBuf,
+    out: PathBuf,
+    json: PathBuf,
+}
+
+impl RunDir {
+    fn new(name: &str) -> RunDir {
+        let dir = scratch(name);
+        RunDir {
+            out: dir.join("out.tfr"),
+            json: dir.join("stats.json"),
+            dir,
+        }
+    }
+
+    /// Starts the probe in the lab's capture namespace with `args` plus this run's
+    /// `-w OUT --stats-json JSON`.
+    fn start(&self, lab: &Lab, args: &[&str]) -> Probe {
+        let mut all = args.to_vec();
+        all.extend([
+            "-w",
+            self.out.to_str().unwrap(),
+            "--stats-json",
+            self.json.to_str().unwrap(),
+        ]);
+        Probe::start(&lab.rx_ns, &all)
+            .unwrap_or_else(|(st, log)| panic!("probe failed to start ({st}): {log}"))
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -291,34 +336,31 @@ fn afpacket_records_match_file_backend() {
         return;
     }
     let lab = Lab::new(1, 1).unwrap();
-    let dir = scratch("live-afp");
+    let run = RunDir::new("live-afp");
     // The archive lives where the unprivileged user may write once the probe hands it over.
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = dir.join("out.tfr");
-    let json = dir.join("stats.json");
-    let archive = format!("{}/archive/%Y/probe.%s.tfr", dir.display());
-    let p = Probe::start(
-        &lab.rx_ns,
+    std::fs::set_permissions(
+        &run.dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let archive = format!("{}/archive/%Y/probe.%s.tfr", run.dir.display());
+    let p = run.start(
+        &lab,
         &[
             "-i",
             &lab.legs[0].rx_if,
             "--backend",
             "afpacket",
-            "-w",
-            out.to_str().unwrap(),
             "--archive",
             &archive,
             "--rotate",
             "1h",
             "--stats-interval",
             "0.2s",
-            "--stats-json",
-            json.to_str().unwrap(),
             "--user",
             "nobody",
         ],
-    )
-    .unwrap_or_else(|(st, log)| panic!("probe failed to start ({st}): {log}"));
+    );
     let fr = frames(&demo());
     let half = fr.len() / 2;
     assert_eq!(
@@ -334,16 +376,15 @@ fn afpacket_records_match_file_backend() {
         (fr.len() - half) as u64
     );
     std::thread::sleep(Duration::from_millis(300));
-    let (st, log) = p.stop();
-    assert!(st.success(), "probe exit {st}: {log}");
+    let log = p.stop_ok();
     assert!(
         log.contains("running as nobody") && log.contains("no capabilities"),
         "privileges not dropped: {log}"
     );
 
-    let live = read_records(&out);
+    let live = read_records(&run.out);
     assert_same_flows(&live, &file_records(&demo()));
-    let stats = Stats::load(&json);
+    let stats = Stats::load(&run.json);
     assert_accounting(&stats, fr.len() as u64);
     // Status records are in the stream too, one per interval, and the last one is final.
     let status: Vec<_> = live.iter().filter_map(|r| r.status.as_ref()).collect();
@@ -353,7 +394,7 @@ fn afpacket_records_match_file_backend() {
     // The archive: two complete files (SIGHUP rotated), no partial ones, and together they
     // hold exactly the records of the plain output file.
     let mut files = Vec::new();
-    for e in walk(&dir.join("archive")) {
+    for e in walk(&run.dir.join("archive")) {
         let name = e.file_name().unwrap().to_string_lossy().into_owned();
         assert!(
             !name.ends_with(".part"),
@@ -371,7 +412,6 @@ fn afpacket_records_match_file_backend() {
     let mut live = live;
     live.sort_by_key(|r| r.seq);
     assert_eq!(arch, live, "archive and -w output differ");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn walk(d: &Path) -> Vec<PathBuf> {
@@ -395,36 +435,20 @@ fn afpacket_fanout_two_workers() {
         return;
     }
     let lab = Lab::new(1, 1).unwrap();
-    let dir = scratch("live-afp2");
-    let out = dir.join("out.tfr");
-    let json = dir.join("stats.json");
-    let p = Probe::start(
-        &lab.rx_ns,
-        &[
-            "-i",
-            &lab.legs[0].rx_if,
-            "--workers",
-            "2",
-            "--cores",
-            "0,1",
-            "-w",
-            out.to_str().unwrap(),
-            "--stats-json",
-            json.to_str().unwrap(),
-        ],
-    )
-    .unwrap_or_else(|(st, log)| panic!("probe failed to start ({st}): {log}"));
+    let run = RunDir::new("live-afp2");
+    let p = run.start(
+        &lab,
+        &["-i", &lab.legs[0].rx_if, "--workers", "2", "--cores", "0,1"],
+    );
     let fr = frames(&demo());
     lab.send(0, &fr, SendOptions::default()).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let (st, log) = p.stop();
-    assert!(st.success(), "probe exit {st}: {log}");
-    assert_same_flows(&read_records(&out), &file_records(&demo()));
-    let stats = Stats::load(&json);
+    p.stop_ok();
+    assert_same_flows(&read_records(&run.out), &file_records(&demo()));
+    let stats = Stats::load(&run.json);
     assert_accounting(&stats, fr.len() as u64);
     let per = stats.worker_values("workers", "delivered");
     assert!(per.iter().all(|&d| d > 0), "a worker got nothing: {per:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Two tap legs into one probe: each flow's initiator→responder frames arrive on leg 0 and the
@@ -440,27 +464,10 @@ fn afpacket_two_legs_make_bidirectional_records() {
 
 fn two_legs(backend: &str, workers: usize) {
     let lab = Lab::new(2, 1).unwrap();
-    let dir = scratch(&format!("live-legs-{backend}"));
-    let out = dir.join("out.tfr");
-    let json = dir.join("stats.json");
+    let run = RunDir::new(&format!("live-legs-{backend}"));
     let ifs = format!("{},{}", lab.legs[0].rx_if, lab.legs[1].rx_if);
     let w = workers.to_string();
-    let p = Probe::start(
-        &lab.rx_ns,
-        &[
-            "-i",
-            &ifs,
-            "--backend",
-            backend,
-            "--workers",
-            &w,
-            "-w",
-            out.to_str().unwrap(),
-            "--stats-json",
-            json.to_str().unwrap(),
-        ],
-    )
-    .unwrap_or_else(|(st, log)| panic!("probe failed to start ({st}): {log}"));
+    let p = run.start(&lab, &["-i", &ifs, "--backend", backend, "--workers", &w]);
     // A tap leg carries one direction of the link: for each pair of MAC addresses, the frames
     // of the first-seen sender go out of leg 0 and the other side's out of leg 1 (so all the
     // fragments of a datagram travel together, as on a real link).
@@ -480,9 +487,8 @@ fn two_legs(backend: &str, workers: usize) {
     assert!(order.iter().any(|(l, _)| *l == 1));
     assert_eq!(lab.send_interleaved(&order).unwrap(), fr.len() as u64);
     std::thread::sleep(Duration::from_millis(300));
-    let (st, log) = p.stop();
-    assert!(st.success(), "probe exit {st}: {log}");
-    let live = read_records(&out);
+    p.stop_ok();
+    let live = read_records(&run.out);
     let l = per_flow(&live);
     let f = per_flow(&file_records(&demo()));
     // Packet and byte totals per flow and direction.
@@ -512,9 +518,8 @@ fn two_legs(backend: &str, workers: usize) {
             );
         }
     }
-    let stats = Stats::load(&json);
+    let stats = Stats::load(&run.json);
     assert_accounting(&stats, fr.len() as u64);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A reader that never reads is disconnected once it is `--client-buffer` behind; capture
@@ -526,33 +531,26 @@ fn slow_stream_reader_is_dropped_without_capture_loss() {
         return;
     }
     let lab = Lab::new(1, 1).unwrap();
-    let dir = scratch("live-stream");
-    let out = dir.join("out.tfr");
-    let json = dir.join("stats.json");
+    let run = RunDir::new("live-stream");
     let port = 20000 + (std::process::id() % 20000) as u16;
     let addr = format!("127.0.0.1:{port}");
-    let p = Probe::start(
-        &lab.rx_ns,
+    let p = run.start(
+        &lab,
         &[
             "-i",
             &lab.legs[0].rx_if,
-            "-w",
-            out.to_str().unwrap(),
             "--listen",
             &addr,
             "--client-buffer",
             "262144",
             "--flush-interval",
             "0.05s",
-            "--stats-json",
-            json.to_str().unwrap(),
             "-S",
             "0",
             "--udp-timeout",
             "1",
         ],
-    )
-    .unwrap_or_else(|(st, log)| panic!("probe failed to start ({st}): {log}"));
+    );
 
     // The good reader: the client binary, in the capture namespace, its output drained as it
     // comes (a full pipe would stall it).
@@ -593,29 +591,26 @@ fn slow_stream_reader_is_dropped_without_capture_loss() {
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(2500));
-    let (st, log) = p.stop();
-    assert!(st.success(), "probe exit {st}: {log}");
+    let log = p.stop_ok();
     drop(stuck);
     assert!(
         log.contains("too slow") && log.contains("disconnected"),
         "stuck reader not dropped: {log}"
     );
-    let stats = Stats::load(&json);
+    let stats = Stats::load(&run.json);
     assert_accounting(&stats, n as u64);
     assert!(stats.0.contains("\"readers_dropped\":1"), "{}", stats.0);
-    let recs = read_records(&out);
+    let recs = read_records(&run.out);
     assert_eq!(per_flow(&recs).len(), n as usize);
 
     let o = reader.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let lines = lines.join().unwrap();
     assert_eq!(lines, n as usize + 1, "header + one line per flow");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Connects with a small receive buffer and never reads; returns the socket (kept open).
 fn stuck_reader(addr: &str) -> std::net::TcpStream {
-    use std::os::fd::AsRawFd;
     // SAFETY: plain socket calls on a fresh descriptor that the TcpStream then owns.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
@@ -643,9 +638,7 @@ fn stuck_reader(addr: &str) -> std::net::TcpStream {
             std::mem::size_of::<libc::sockaddr_in>() as u32,
         );
         assert_eq!(r, 0, "connect: {}", std::io::Error::last_os_error());
-        let s = <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd);
-        let _ = s.as_raw_fd();
-        s
+        <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd)
     }
 }
 
@@ -694,11 +687,9 @@ fn xdp_two_queues_two_workers_match_file_backend() {
         return;
     }
     let lab = Lab::new(1, 2).unwrap();
-    let dir = scratch("live-xdp2");
-    let out = dir.join("out.tfr");
-    let json = dir.join("stats.json");
-    let p = Probe::start(
-        &lab.rx_ns,
+    let run = RunDir::new("live-xdp2");
+    let p = run.start(
+        &lab,
         &[
             "-i",
             &lab.legs[0].rx_if,
@@ -708,13 +699,8 @@ fn xdp_two_queues_two_workers_match_file_backend() {
             "copy",
             "--workers",
             "2",
-            "-w",
-            out.to_str().unwrap(),
-            "--stats-json",
-            json.to_str().unwrap(),
         ],
-    )
-    .unwrap_or_else(|(st, log)| panic!("probe failed to start ({st}): {log}"));
+    );
     assert!(xdp_attached(&lab.rx_ns, &lab.legs[0].rx_if));
     let fr = frames(&demo());
     let (q0, q1): (Vec<_>, Vec<_>) = fr
@@ -740,10 +726,9 @@ fn xdp_two_queues_two_workers_match_file_backend() {
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let (st, log) = p.stop();
-    assert!(st.success(), "probe exit {st}: {log}");
-    assert_same_flows(&read_records(&out), &file_records(&demo()));
-    let stats = Stats::load(&json);
+    p.stop_ok();
+    assert_same_flows(&read_records(&run.out), &file_records(&demo()));
+    let stats = Stats::load(&run.json);
     assert_accounting(&stats, fr.len() as u64);
     assert_eq!(
         stats.worker_values("workers", "delivered"),
@@ -752,7 +737,6 @@ fn xdp_two_queues_two_workers_match_file_backend() {
     );
     // The program went away with the probe.
     assert!(!xdp_attached(&lab.rx_ns, &lab.legs[0].rx_if));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Two legs through AF_XDP (one queue each, one worker): bidirectional records.
@@ -772,9 +756,7 @@ fn xdp_zero_copy_refused_and_auto_falls_back_loudly() {
         return;
     }
     let lab = Lab::new(1, 1).unwrap();
-    let dir = scratch("live-zc");
-    let out = dir.join("out.tfr");
-    let json = dir.join("stats.json");
+    let run = RunDir::new("live-zc");
     let iface = lab.legs[0].rx_if.clone();
     match Probe::start(
         &lab.rx_ns,
@@ -786,7 +768,7 @@ fn xdp_zero_copy_refused_and_auto_falls_back_loudly() {
             "--xdp-mode",
             "zero-copy",
             "-w",
-            out.to_str().unwrap(),
+            run.out.to_str().unwrap(),
         ],
     ) {
         Ok(p) => panic!("zero-copy on veth started: {}", p.log()),
@@ -801,43 +783,29 @@ fn xdp_zero_copy_refused_and_auto_falls_back_loudly() {
         "refusal left the program attached"
     );
 
-    let p = Probe::start(
-        &lab.rx_ns,
-        &[
-            "-i",
-            &iface,
-            "--backend",
-            "xdp",
-            "--xdp-mode",
-            "auto",
-            "-w",
-            out.to_str().unwrap(),
-            "--stats-json",
-            json.to_str().unwrap(),
-        ],
-    )
-    .unwrap_or_else(|(st, log)| panic!("auto mode failed ({st}): {log}"));
+    let p = run.start(
+        &lab,
+        &["-i", &iface, "--backend", "xdp", "--xdp-mode", "auto"],
+    );
     let fr = frames(&demo());
     lab.send(0, &fr, SendOptions::default()).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let (st, log) = p.stop();
-    assert!(st.success(), "{log}");
+    let log = p.stop_ok();
     assert!(log.contains("COPY mode"), "fallback not said loudly: {log}");
-    let stats = Stats::load(&json);
+    let stats = Stats::load(&run.json);
     assert!(
         stats.flag("copy_fallback") && !stats.flag("zero_copy"),
         "{}",
         stats.0
     );
     assert_accounting(&stats, fr.len() as u64);
-    let status: Vec<_> = read_records(&out)
+    let status: Vec<_> = read_records(&run.out)
         .into_iter()
         .filter_map(|r| r.status)
         .collect();
     assert!(status
         .iter()
         .all(|s| s.flags & tapflow_record::status_flags::XDP_COPY_FALLBACK != 0));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// SIGKILL gives the probe no chance to clean up: the XDP program must still go (it is held
@@ -848,20 +816,10 @@ fn killed_probe_leaves_no_xdp_program() {
         return;
     }
     let lab = Lab::new(1, 1).unwrap();
-    let dir = scratch("live-kill");
-    let out = dir.join("out.tfr");
+    let run = RunDir::new("live-kill");
     let iface = lab.legs[0].rx_if.clone();
-    let args = [
-        "-i",
-        &iface,
-        "--backend",
-        "xdp",
-        "--xdp-mode",
-        "copy",
-        "-w",
-        out.to_str().unwrap(),
-    ];
-    let mut p = Probe::start(&lab.rx_ns, &args).unwrap_or_else(|(st, log)| panic!("{st}: {log}"));
+    let args = ["-i", &iface, "--backend", "xdp", "--xdp-mode", "copy"];
+    let mut p = run.start(&lab, &args);
     assert!(xdp_attached(&lab.rx_ns, &iface));
     p.signal(libc::SIGKILL);
     wait_timeout(&mut p.child, Duration::from_secs(10));
@@ -875,16 +833,10 @@ fn killed_probe_leaves_no_xdp_program() {
     }
     drop(p);
     // A restart works and captures.
-    let json = dir.join("stats.json");
-    let mut args2 = args.to_vec();
-    let js = json.to_str().unwrap().to_string();
-    args2.extend(["--stats-json", &js]);
-    let p = Probe::start(&lab.rx_ns, &args2).unwrap_or_else(|(st, log)| panic!("{st}: {log}"));
+    let p = run.start(&lab, &args);
     let fr = frames(&demo());
     lab.send(0, &fr, SendOptions::default()).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let (st, log) = p.stop();
-    assert!(st.success(), "{log}");
-    assert_accounting(&Stats::load(&json), fr.len() as u64);
-    let _ = std::fs::remove_dir_all(&dir);
+    p.stop_ok();
+    assert_accounting(&Stats::load(&run.json), fr.len() as u64);
 }

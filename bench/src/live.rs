@@ -293,16 +293,8 @@ fn tv(t: libc::timeval) -> f64 {
 /// Sends `packets` frames round robin over `frames` out of `ifname`, paced to `rate` by
 /// checking the clock every [`PACE_BATCH`] frames. Returns (sent, seconds).
 fn send_paced(ifname: &str, frames: &[Vec<u8>], packets: u64, rate: Rate) -> Result<(u64, f64)> {
-    // SAFETY: a zeroed cpu_set_t is valid and SENDER_CPU is far below CPU_SETSIZE.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(SENDER_CPU, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            bail!(
-                "pinning the sender to CPU {SENDER_CPU}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
+    if let Err(e) = tapflow_capture::live::pin_thread(SENDER_CPU) {
+        bail!("pinning the sender to CPU {SENDER_CPU}: {e}");
     }
     // `cpu` set: qdisc bypass, so sendto hands the frame straight to the veth.
     let s = PacketSender::open(

@@ -99,6 +99,26 @@ pub fn realtime_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Pins the calling thread to `cpu` (capture workers, test and bench senders).
+pub fn pin_thread(cpu: usize) -> io::Result<()> {
+    // CPU_SET indexes a fixed-size mask: refuse what it cannot hold.
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cpu {cpu} out of range"),
+        ));
+    }
+    // SAFETY: a zeroed cpu_set_t is valid and `cpu` is within it (checked above).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Interface index for a name in the calling thread's network namespace.
 pub fn ifindex(name: &str) -> io::Result<u32> {
     let c = std::ffi::CString::new(name)

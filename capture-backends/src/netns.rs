@@ -303,14 +303,7 @@ impl PacketSender {
 /// AF_PACKET socket. Returns the number sent; a full device queue is waited out, not dropped.
 pub fn send_frames(ifname: &str, frames: &[Vec<u8>], opts: SendOptions) -> io::Result<u64> {
     if let Some(cpu) = opts.cpu {
-        // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays in bounds for cpu < 1024.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
+        crate::live::pin_thread(cpu)?;
     }
     let s = PacketSender::open(ifname, opts)?;
     let mut sent = 0u64;

@@ -198,20 +198,6 @@ fn push_padded(out: &mut String, v: u64, digits: usize) {
     out.push_str(s);
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Hinnant's algorithm).
-pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
-}
-
 /// Seconds with 6 decimals, truncated (as argus does): `1.500000`.
 pub fn push_secs(out: &mut String, ns: u64) {
     push_u64(out, ns / 1_000_000_000);
@@ -224,17 +210,9 @@ pub fn push_time(out: &mut String, ns: u64, epoch: bool) {
     if epoch {
         return push_secs(out, ns);
     }
-    let secs = ns / 1_000_000_000;
-    let (y, mo, d) = civil_from_days(secs / 86_400);
-    let t = secs % 86_400;
+    let (y, mo, d, h, mi, s) = tapflow_record::time::utc(ns / 1_000_000_000);
     push_padded(out, y, 4);
-    for (sep, v) in [
-        ('-', mo),
-        ('-', d),
-        (' ', t / 3600),
-        (':', t / 60 % 60),
-        (':', t % 60),
-    ] {
+    for (sep, v) in [('-', mo), ('-', d), (' ', h), (':', mi), (':', s)] {
         out.push(sep);
         push_padded(out, v, 2);
     }

@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod model;
+pub mod time;
 
 pub use codec::*;
 pub use model::*;

@@ -333,6 +333,59 @@ pub struct ProbeStatus {
     pub active_flows: u64,
 }
 
+impl ProbeStatus {
+    /// Adds another record's deltas (`active_flows`, a level, takes the newer value).
+    pub fn add(&mut self, d: &ProbeStatus) {
+        self.seen += d.seen;
+        self.delivered += d.delivered;
+        self.ring_drops += d.ring_drops;
+        self.filtered += d.filtered;
+        self.passed += d.passed;
+        self.invalid += d.invalid;
+        self.decoded += d.decoded;
+        self.malformed += d.malformed;
+        self.flows_admitted += d.flows_admitted;
+        self.evictions += d.evictions;
+        self.records_queued += d.records_queued;
+        self.records_dropped += d.records_dropped;
+        self.active_flows = d.active_flows;
+    }
+
+    /// `self - earlier` for cumulative counters (a counter that went back gives 0, not a
+    /// wrap); `worker`, `flags` and `active_flows` are `self`'s.
+    pub fn delta(&self, e: &ProbeStatus) -> ProbeStatus {
+        ProbeStatus {
+            worker: self.worker,
+            flags: self.flags,
+            seen: self.seen.saturating_sub(e.seen),
+            delivered: self.delivered.saturating_sub(e.delivered),
+            ring_drops: self.ring_drops.saturating_sub(e.ring_drops),
+            filtered: self.filtered.saturating_sub(e.filtered),
+            passed: self.passed.saturating_sub(e.passed),
+            invalid: self.invalid.saturating_sub(e.invalid),
+            decoded: self.decoded.saturating_sub(e.decoded),
+            malformed: self.malformed.saturating_sub(e.malformed),
+            flows_admitted: self.flows_admitted.saturating_sub(e.flows_admitted),
+            evictions: self.evictions.saturating_sub(e.evictions),
+            records_queued: self.records_queued.saturating_sub(e.records_queued),
+            records_dropped: self.records_dropped.saturating_sub(e.records_dropped),
+            active_flows: self.active_flows,
+        }
+    }
+
+    /// Packets seen but in no class: `seen - (delivered + every drop class)`; 0 when every
+    /// packet is accounted for.
+    pub fn unaccounted(&self) -> i64 {
+        self.seen as i64
+            - (self.delivered + self.ring_drops + self.filtered + self.passed + self.invalid) as i64
+    }
+
+    /// `delivered - (decoded + malformed)`: 0 when every delivered packet reached the engine.
+    pub fn undecoded(&self) -> i64 {
+        self.delivered as i64 - (self.decoded + self.malformed) as i64
+    }
+}
+
 /// `ProbeStatus::flags` bits.
 pub mod status_flags {
     /// The last status record of a worker (probe shutting down).

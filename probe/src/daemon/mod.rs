@@ -27,98 +27,26 @@ pub fn log(msg: &str) {
     eprintln!("tapflow-probe: {msg}");
 }
 
-/// A worker's counters: cumulative inside the worker, or summed status-record deltas.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WorkerTotals {
-    pub seen: u64,
-    pub delivered: u64,
-    pub ring_drops: u64,
-    pub filtered: u64,
-    pub passed: u64,
-    pub invalid: u64,
-    pub decoded: u64,
-    pub malformed: u64,
-    pub flows_admitted: u64,
-    pub evictions: u64,
-    pub records_queued: u64,
-    pub records_dropped: u64,
-    /// A level: flows in the table at the last status record.
-    pub active_flows: u64,
-    /// Status records summed in.
-    pub status_records: u64,
-}
-
-impl WorkerTotals {
-    /// Adds one status record's deltas.
-    pub fn add(&mut self, s: &ProbeStatus) {
-        self.seen += s.seen;
-        self.delivered += s.delivered;
-        self.ring_drops += s.ring_drops;
-        self.filtered += s.filtered;
-        self.passed += s.passed;
-        self.invalid += s.invalid;
-        self.decoded += s.decoded;
-        self.malformed += s.malformed;
-        self.flows_admitted += s.flows_admitted;
-        self.evictions += s.evictions;
-        self.records_queued += s.records_queued;
-        self.records_dropped += s.records_dropped;
-        self.active_flows = s.active_flows;
-        self.status_records += 1;
-    }
-
-    /// `self - earlier`, counter by counter (a restarted kernel counter gives 0, not a wrap).
-    pub fn delta(&self, e: &WorkerTotals) -> WorkerTotals {
-        WorkerTotals {
-            seen: self.seen.saturating_sub(e.seen),
-            delivered: self.delivered.saturating_sub(e.delivered),
-            ring_drops: self.ring_drops.saturating_sub(e.ring_drops),
-            filtered: self.filtered.saturating_sub(e.filtered),
-            passed: self.passed.saturating_sub(e.passed),
-            invalid: self.invalid.saturating_sub(e.invalid),
-            decoded: self.decoded.saturating_sub(e.decoded),
-            malformed: self.malformed.saturating_sub(e.malformed),
-            flows_admitted: self.flows_admitted.saturating_sub(e.flows_admitted),
-            evictions: self.evictions.saturating_sub(e.evictions),
-            records_queued: self.records_queued.saturating_sub(e.records_queued),
-            records_dropped: self.records_dropped.saturating_sub(e.records_dropped),
-            active_flows: self.active_flows,
-            status_records: 0,
-        }
-    }
-
-    /// Packets seen but in no class: `seen - (delivered + every drop class)`. 0 when every
-    /// packet is accounted for.
-    pub fn unaccounted(&self) -> i64 {
-        self.seen as i64
-            - (self.delivered + self.ring_drops + self.filtered + self.passed + self.invalid) as i64
-    }
-
-    /// `delivered - (decoded + malformed)`: 0 when every delivered packet reached the engine.
-    pub fn undecoded(&self) -> i64 {
-        self.delivered as i64 - (self.decoded + self.malformed) as i64
-    }
-
-    fn json(&self, worker: usize) -> String {
-        format!(
-            "{{\"worker\":{worker},\"seen\":{},\"delivered\":{},\"ring_drops\":{},\"filtered\":{},\"passed\":{},\"invalid\":{},\"decoded\":{},\"malformed\":{},\"flows_admitted\":{},\"evictions\":{},\"records_queued\":{},\"records_dropped\":{},\"status_records\":{},\"unaccounted\":{},\"undecoded\":{}}}",
-            self.seen,
-            self.delivered,
-            self.ring_drops,
-            self.filtered,
-            self.passed,
-            self.invalid,
-            self.decoded,
-            self.malformed,
-            self.flows_admitted,
-            self.evictions,
-            self.records_queued,
-            self.records_dropped,
-            self.status_records,
-            self.unaccounted(),
-            self.undecoded()
-        )
-    }
+/// One worker's totals as JSON (for `--stats-json`), identities included.
+fn totals_json(worker: usize, t: &ProbeStatus, status_records: Option<u64>) -> String {
+    format!(
+        "{{\"worker\":{worker},\"seen\":{},\"delivered\":{},\"ring_drops\":{},\"filtered\":{},\"passed\":{},\"invalid\":{},\"decoded\":{},\"malformed\":{},\"flows_admitted\":{},\"evictions\":{},\"records_queued\":{},\"records_dropped\":{},{}\"unaccounted\":{},\"undecoded\":{}}}",
+        t.seen,
+        t.delivered,
+        t.ring_drops,
+        t.filtered,
+        t.passed,
+        t.invalid,
+        t.decoded,
+        t.malformed,
+        t.flows_admitted,
+        t.evictions,
+        t.records_queued,
+        t.records_dropped,
+        status_records.map_or(String::new(), |n| format!("\"status_records\":{n},")),
+        t.unaccounted(),
+        t.undecoded()
+    )
 }
 
 /// What a live run did, for the exit summary and `--stats-json`.
@@ -128,10 +56,9 @@ pub struct LiveSummary {
     pub backend: String,
     pub zero_copy: bool,
     pub copy_fallback: bool,
-    /// Final counters as each worker kept them.
-    pub workers: Vec<WorkerTotals>,
-    /// The same, summed from the status records the output thread wrote.
-    pub from_status: Vec<WorkerTotals>,
+    /// Final counters as each worker kept them (the same, summed from the status records
+    /// the output thread wrote, are in `output.workers`).
+    pub workers: Vec<ProbeStatus>,
     pub output: output::OutputStats,
     pub errors: Vec<String>,
 }
@@ -142,13 +69,15 @@ impl LiveSummary {
             .workers
             .iter()
             .enumerate()
-            .map(|(i, t)| t.json(i))
+            .map(|(i, t)| totals_json(i, t, None))
             .collect();
         let s: Vec<String> = self
-            .from_status
+            .output
+            .workers
             .iter()
+            .zip(&self.output.status_records_per_worker)
             .enumerate()
-            .map(|(i, t)| t.json(i))
+            .map(|(i, (t, &n))| totals_json(i, t, Some(n)))
             .collect();
         let e: Vec<String> = self
             .errors
@@ -344,13 +273,13 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<LiveSummary, String> {
             Ok(Err(e)) => {
                 log(&e);
                 summary.errors.push(e);
-                summary.workers.push(WorkerTotals::default());
+                summary.workers.push(ProbeStatus::default());
             }
             Err(_) => {
                 let e = format!("worker {i} panicked");
                 log(&e);
                 summary.errors.push(e);
-                summary.workers.push(WorkerTotals::default());
+                summary.workers.push(ProbeStatus::default());
             }
         }
     }
@@ -362,7 +291,6 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<LiveSummary, String> {
     if let Some(e) = &summary.output.file_error {
         summary.errors.push(format!("record file: {e}"));
     }
-    summary.from_status = summary.output.workers.clone();
     // The XDP program detaches here (and on any exit: it is held through a bpf_link).
     drop(opened.keep);
     summary.elapsed = t0.elapsed();

@@ -13,38 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tapflow_record::{
-    FileHeader, FlowRecord, RecordWriter, WriterOptions, FORMAT_MAJOR, FORMAT_MINOR,
+    FileHeader, FlowRecord, ProbeStatus, RecordWriter, WriterOptions, FORMAT_MAJOR, FORMAT_MINOR,
 };
 
 use super::log;
-use super::WorkerTotals;
 
 // ---------------------------------------------------------------------------------------
 // Path templates
-
-/// UTC calendar fields of a Unix time (Howard Hinnant's civil-from-days).
-pub fn utc(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = if m <= 2 { y + 1 } else { y };
-    (
-        y,
-        m,
-        d,
-        (rem / 3600) as u32,
-        (rem / 60 % 60) as u32,
-        (rem % 60) as u32,
-    )
-}
 
 /// Checks that a template only uses the escapes [`expand_template`] knows.
 pub fn check_template(t: &str) -> Result<(), String> {
@@ -70,7 +45,7 @@ pub fn check_template(t: &str) -> Result<(), String> {
 
 /// Expands `%Y %m %d %H %M %S` (UTC), `%s` (epoch seconds) and `%%` for time `secs`.
 pub fn expand_template(t: &str, secs: u64) -> String {
-    let (y, mo, d, h, mi, s) = utc(secs);
+    let (y, mo, d, h, mi, s) = tapflow_record::time::utc(secs);
     let mut out = String::with_capacity(t.len() + 16);
     let mut it = t.chars();
     while let Some(c) = it.next() {
@@ -404,7 +379,9 @@ pub struct OutputStats {
     pub readers_served: u64,
     pub readers_dropped: u64,
     /// Sum of every worker's status records (deltas), per worker index.
-    pub workers: Vec<WorkerTotals>,
+    pub workers: Vec<ProbeStatus>,
+    /// Status records per worker index.
+    pub status_records_per_worker: Vec<u64>,
     /// The record file failed (the error).
     pub file_error: Option<String>,
 }
@@ -433,7 +410,8 @@ pub fn run(
     let mut enc = RecordWriter::new(Vec::with_capacity(2 << 20), &header, opts)?;
     let head = std::mem::take(enc.get_mut());
     let mut st = OutputStats {
-        workers: vec![WorkerTotals::default(); queues.len()],
+        workers: vec![ProbeStatus::default(); queues.len()],
+        status_records_per_worker: vec![0; queues.len()],
         ..OutputStats::default()
     };
 
@@ -500,8 +478,8 @@ pub fn run(
                 let Ok(rec) = q.pop() else { break };
                 if let Some(s) = &rec.status {
                     st.status_records += 1;
-                    let t = &mut st.workers[w];
-                    t.add(s);
+                    st.workers[w].add(s);
+                    st.status_records_per_worker[w] += 1;
                     log_status(&rec, s);
                 } else {
                     st.flow_records += 1;
@@ -575,7 +553,7 @@ pub fn run(
     Ok(st)
 }
 
-fn log_status(rec: &FlowRecord, s: &tapflow_record::ProbeStatus) {
+fn log_status(rec: &FlowRecord, s: &ProbeStatus) {
     let secs = rec.ltime_ns.saturating_sub(rec.stime_ns) as f64 / 1e9;
     log(&format!(
         "worker {}{}: {:.1} s: seen {} delivered {} ring-drops {} filtered {} passed {} | decoded {} malformed {} | flows +{} evicted {} active {} | records {} dropped {}",
@@ -600,17 +578,6 @@ fn log_status(rec: &FlowRecord, s: &tapflow_record::ProbeStatus) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_calendar() {
-        assert_eq!(utc(0), (1970, 1, 1, 0, 0, 0));
-        // 2000-02-29 12:34:56 (a leap day in a century leap year).
-        assert_eq!(utc(951_827_696), (2000, 2, 29, 12, 34, 56));
-        // 2026-11-24 00:00:00
-        assert_eq!(utc(1_795_478_400), (2026, 11, 24, 0, 0, 0));
-        // 2100-03-01 (2100 is not a leap year)
-        assert_eq!(utc(4_107_542_400), (2100, 3, 1, 0, 0, 0));
-    }
 
     #[test]
     fn templates() {

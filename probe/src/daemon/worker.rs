@@ -12,7 +12,7 @@ use tapflow_capture::live::{realtime_ns, wait_readable};
 use tapflow_capture::LiveCapture;
 use tapflow_record::{status_flags, Cause, FlowRecord, ProbeStatus};
 
-use super::{log, WorkerTotals};
+use super::log;
 use crate::{Engine, EngineConfig, RecordSink};
 
 /// Everything a worker thread owns.
@@ -62,31 +62,13 @@ impl RecordSink for QueueSink {
     }
 }
 
-/// Pins the calling thread to `core`.
-fn pin(core: usize) -> Result<(), String> {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays in bounds for core < 1024.
-    #[allow(unsafe_code)]
-    unsafe {
-        if core >= 1024 {
-            return Err(format!("core {core} out of range"));
-        }
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(std::io::Error::last_os_error().to_string());
-        }
-    }
-    Ok(())
-}
-
 impl Worker {
     /// Runs until the stop flag is set (then drains, flushes every flow as a shutdown record
     /// and writes a final status record) or a source fails.
-    pub fn run(mut self) -> Result<WorkerTotals, String> {
+    pub fn run(mut self) -> Result<ProbeStatus, String> {
         if let Some(c) = self.core {
-            match pin(c) {
-                Ok(()) => {}
-                Err(e) => log(&format!("worker {}: cannot pin to core {c}: {e}", self.id)),
+            if let Err(e) = tapflow_capture::live::pin_thread(c) {
+                log(&format!("worker {}: cannot pin to core {c}: {e}", self.id));
             }
         }
         let mut engine = Engine::new(self.engine.clone());
@@ -102,7 +84,7 @@ impl Worker {
             worker: self.id as u32,
             flags: self.flags,
             since_ns: realtime_ns(),
-            last: WorkerTotals::default(),
+            last: ProbeStatus::default(),
             pending: VecDeque::new(),
         };
         let mut next_status = (acct.since_ns / interval + 1) * interval;
@@ -236,7 +218,7 @@ struct Accounting {
     flags: u32,
     since_ns: u64,
     /// Cumulative counters at the last status record.
-    last: WorkerTotals,
+    last: ProbeStatus,
     /// Status records waiting for room in the queue (they are never dropped).
     pending: VecDeque<FlowRecord>,
 }
@@ -250,7 +232,11 @@ impl Accounting {
         sink: &QueueSink,
         last: bool,
     ) {
-        let mut cur = WorkerTotals::default();
+        let mut cur = ProbeStatus {
+            worker: self.worker,
+            flags: self.flags | if last { status_flags::FINAL } else { 0 },
+            ..ProbeStatus::default()
+        };
         for s in sources.iter_mut() {
             for w in s.take_warnings() {
                 log(&format!("worker {}: warning: {w}", self.worker));
@@ -271,24 +257,7 @@ impl Accounting {
         cur.records_queued = sink.queued;
         cur.records_dropped = sink.dropped;
         cur.active_flows = es.active_flows;
-        let d = cur.delta(&self.last);
-        let st = ProbeStatus {
-            worker: self.worker,
-            flags: self.flags | if last { status_flags::FINAL } else { 0 },
-            seen: d.seen,
-            delivered: d.delivered,
-            ring_drops: d.ring_drops,
-            filtered: d.filtered,
-            passed: d.passed,
-            invalid: d.invalid,
-            decoded: d.decoded,
-            malformed: d.malformed,
-            flows_admitted: d.flows_admitted,
-            evictions: d.evictions,
-            records_queued: d.records_queued,
-            records_dropped: d.records_dropped,
-            active_flows: cur.active_flows,
-        };
+        let st = cur.delta(&self.last);
         let rec = FlowRecord {
             probe_id: engine.config().probe_id,
             seq: engine.take_seq(),
