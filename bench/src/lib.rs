@@ -3,3 +3,5 @@
 pub mod engine_bench;
 pub mod gen;
 pub mod live;
+pub mod merge_bench;
+pub mod split;

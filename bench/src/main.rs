@@ -28,6 +28,10 @@ enum Cmd {
     File(FileArgs),
     /// Live capture: tapflow-probe on a veth pair at fixed offered rates, per backend (root).
     Live(tapflow_bench::live::LiveArgs),
+    /// Merge throughput: a capture's two split-tap legs through the merge core, one core.
+    Merge(tapflow_bench::merge_bench::MergeArgs),
+    /// Cut a capture into the two legs of a split tap (for tapflow-merge tests and benches).
+    Split(tapflow_bench::split::SplitArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -65,6 +69,15 @@ fn main() -> Result<()> {
         Cmd::Engine(a) => cmd_engine(a),
         Cmd::File(a) => cmd_file(a),
         Cmd::Live(a) => tapflow_bench::live::run(a),
+        Cmd::Merge(a) => tapflow_bench::merge_bench::run_merge(&a),
+        Cmd::Split(a) => {
+            let n = tapflow_bench::split::split(&a)?;
+            println!(
+                "split {}: leg A {} packets, leg B {} packets",
+                a.input, n.a, n.b
+            );
+            Ok(())
+        }
     }
 }
 

@@ -222,8 +222,8 @@ impl Job {
                 }
                 continue;
             }
-            // Probe-status records describe the probe, not a flow.
-            if rec.status.is_some() {
+            // Probe- and merge-status records describe the probe, not a flow.
+            if rec.is_meta() {
                 continue;
             }
             if self.filter.as_ref().is_some_and(|f| !f.matches(&rec)) {

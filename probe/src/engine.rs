@@ -11,7 +11,7 @@ use crate::key::FlowKey;
 use crate::table::{Entry, Links, Lookup, Table, NIL};
 use tapflow_capture::Batch;
 use tapflow_record::{
-    flags, observed, tcp_opts, AddrKind, Cause, DirStats, Encap, FlowRecord, FlowState,
+    flags, observed, tcp_opts, AddrKind, Cause, DirStats, Encap, FlowRecord, FlowState, Handshake,
 };
 
 /// Receives the records the engine emits.
@@ -23,6 +23,19 @@ impl<F: FnMut(&FlowRecord)> RecordSink for F {
     fn record(&mut self, rec: &FlowRecord) {
         self(rec)
     }
+}
+
+/// Which directions of the link the probe sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LinkDirection {
+    /// Decide from the traffic: a probe on one leg of a split tap sees TCP connections whose
+    /// acknowledgments answer packets it never sees (see `docs/merge.md`).
+    #[default]
+    Auto,
+    /// Both directions (a full tap or SPAN port).
+    Both,
+    /// One direction only (one leg of a split tap).
+    OneWay,
 }
 
 /// Engine settings. All times in ns.
@@ -48,6 +61,8 @@ pub struct EngineConfig {
     /// Sequence number of the first record. Live workers give each worker its own range
     /// (worker << 48) so that `seq` gaps still reveal lost records per worker.
     pub first_seq: u64,
+    /// Whether the probe sees both directions of the link.
+    pub direction: LinkDirection,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +81,7 @@ impl Default for EngineConfig {
             frag_capacity: 4096,
             tick_ns: S / 10,
             first_seq: 0,
+            direction: LinkDirection::Auto,
         }
     }
 }
@@ -85,6 +101,12 @@ pub struct EngineStats {
     pub port_reuse: u64,
     pub active_flows: u64,
     pub peak_flows: u64,
+    /// Link-direction evidence: TCP flows of 4+ packets seen both ways, and seen one way
+    /// although they carry acknowledgments (decayed by halving, so recent traffic counts).
+    pub twoway_evidence: u64,
+    pub oneway_evidence: u64,
+    /// The engine currently treats its link as one direction of a split tap.
+    pub one_way: bool,
 }
 
 // TCP status bits kept per flow.
@@ -132,6 +154,12 @@ pub struct Flow {
     synack_at: u64,
     synack_ns: u64,
     ackdat_ns: u64,
+    /// Handshake evidence for the merge: the initiator's first ACK after its SYN (time and
+    /// ack number), the first SYN-ACK's ack number; `hs_sent` once a one-way record carried it.
+    est_at: u64,
+    synack_ack: u32,
+    est_ack: u32,
+    hs_sent: bool,
     total_pkts: u64,
     smac: [u8; 6],
     dmac: [u8; 6],
@@ -179,6 +207,8 @@ pub struct Engine {
     seq: u64,
     rec: FlowRecord,
     payload: Vec<u8>,
+    /// One-direction link mode (see [`LinkDirection`]).
+    one_way: bool,
 }
 
 const BATCH: usize = 256;
@@ -218,6 +248,7 @@ impl Engine {
             seq: cfg.first_seq,
             rec,
             payload,
+            one_way: cfg.direction == LinkDirection::OneWay,
             cfg: EngineConfig { tick_ns, ..cfg },
         }
     }
@@ -229,7 +260,35 @@ impl Engine {
     pub fn stats(&self) -> EngineStats {
         let mut s = self.stats.clone();
         s.active_flows = self.table.len() as u64;
+        s.one_way = self.one_way;
         s
+    }
+
+    /// True while the engine treats its link as one direction of a split tap.
+    pub fn is_one_way(&self) -> bool {
+        self.one_way
+    }
+
+    /// Updates the link-direction decision with one TCP flow's evidence.
+    #[cold]
+    fn direction_evidence(&mut self, both: bool) {
+        let st = &mut self.stats;
+        if both {
+            st.twoway_evidence += 1;
+        } else {
+            st.oneway_evidence += 1;
+        }
+        if st.twoway_evidence + st.oneway_evidence > 4096 {
+            st.twoway_evidence /= 2;
+            st.oneway_evidence /= 2;
+        }
+        self.one_way = match self.cfg.direction {
+            LinkDirection::Both => false,
+            LinkDirection::OneWay => true,
+            // A full link shows one-way TCP flows with ACKs only for scans and asymmetric
+            // routes; a tap leg shows almost nothing else.
+            LinkDirection::Auto => st.oneway_evidence > 4 * st.twoway_evidence,
+        };
     }
 
     /// Bytes of table memory per tracked flow (slab entry + two index buckets).
@@ -376,10 +435,24 @@ impl Engine {
         if f.key.proto == 6 && s.tcp.valid && (f.key.kind == 4 || f.key.kind == 6) {
             let was_closing = f.close_at != 0;
             tcp_update(f, d, &s.tcp, s.app_len, ts);
-            let ended = f.tcp & T_RST != 0 || f.tcp & (T_FIN_A | T_FIN_B) == T_FIN_A | T_FIN_B;
+            let both = f.seq[0].last_ns != 0 && f.seq[1].last_ns != 0;
+            let evidence =
+                (f.total_pkts == 4 && (both || s.tcp.flags & tcpf::ACK != 0)).then_some(both);
+            // One way, the other side's FIN is never seen: a FIN or RST either way ends the
+            // half, and every later packet extends the linger (the peer may still be sending).
+            let ended = f.tcp & T_RST != 0
+                || f.tcp & (T_FIN_A | T_FIN_B) == T_FIN_A | T_FIN_B
+                || (self.one_way && f.tcp & (T_FIN_A | T_FIN_B) != 0);
             if ended && !was_closing {
                 f.close_at = ts + linger;
-                let t = (ts + linger).div_ceil(self.cfg.tick_ns);
+            } else if ended && self.one_way {
+                f.close_at = f.close_at.max(ts + linger);
+            }
+            if let Some(both) = evidence {
+                self.direction_evidence(both);
+            }
+            if ended && !was_closing {
+                let t = self.tick_of(self.due_ns(idx)).max(self.tick + 1);
                 self.table.schedule(idx, t);
             }
         }
@@ -392,10 +465,19 @@ impl Engine {
     /// connection on the same ports.
     fn port_reused(&self, f: u32, slot: &Slot) -> bool {
         let t = &slot.s.tcp;
-        if slot.key.proto != 6 || !t.valid || t.flags & (tcpf::SYN | tcpf::ACK) != tcpf::SYN {
+        if slot.key.proto != 6 || !t.valid || t.flags & tcpf::SYN == 0 {
             return false;
         }
         let fl = self.table.get(f);
+        if self.one_way {
+            // One way, the end of the old connection may have been on the other leg: a SYN or
+            // SYN-ACK with another ISN from a side that already had one is a new connection.
+            let d = slot.rev as usize;
+            return fl.seq[d].isn_set && fl.dirs[d].isn != t.seq;
+        }
+        if t.flags & tcpf::ACK != 0 {
+            return false;
+        }
         let ended = fl.tcp & (T_RST | T_FIN_A | T_FIN_B) != 0;
         let d = slot.rev as usize;
         // A SYN from a side that has sent nothing in this flow is its late first packet (two
@@ -450,6 +532,11 @@ impl Engine {
     fn due_ns(&self, idx: u32) -> u64 {
         let f = self.table.get(idx);
         if f.close_at != 0 {
+            // A closing flow writes no status record, except one way: each half reports every
+            // interval it had packets in, or the merge could not line the halves up.
+            if self.one_way && f.next_status_ns != 0 {
+                return f.close_at.min(f.next_status_ns);
+            }
             return f.close_at;
         }
         let idle = f.last_ns + self.idle_ns(&f.key);
@@ -538,6 +625,21 @@ impl Engine {
         }
         let idle_at = f.last_ns + self.idle_ns(&f.key);
         if f.close_at == 0 && now >= idle_at {
+            // After a long gap in packet time the wheel visits a flow late: write the status
+            // record a boundary before its idle time would have had, so the records do not
+            // depend on how the timers were visited (the merge daemon relies on that).
+            let status = self.cfg.status_interval_ns;
+            if status != 0 && f.next_status_ns != 0 && f.dirs[0].pkts + f.dirs[1].pkts > 0 {
+                let due = if self.one_way {
+                    f.next_status_ns
+                } else {
+                    f.next_status_ns
+                        .max((f.first_ns + status).div_ceil(status) * status)
+                };
+                if due < idle_at {
+                    self.emit(s, Cause::Status, sink);
+                }
+            }
             self.emit(s, Cause::Idle, sink);
             self.table.remove(s);
             return;
@@ -546,7 +648,9 @@ impl Engine {
         if f.next_status_ns != 0 && now >= f.next_status_ns {
             // Only flows that lived through a whole interval get status records: a short flow
             // gets exactly one record, its final one.
-            if f.dirs[0].pkts + f.dirs[1].pkts > 0 && f.first_ns + status <= now {
+            // One-way probes report every interval with packets, so that the merge daemon can
+            // line up both halves per interval and apply this rule to the joined flow.
+            if f.dirs[0].pkts + f.dirs[1].pkts > 0 && (self.one_way || f.first_ns + status <= now) {
                 self.emit(s, Cause::Status, sink);
             }
             let f = self.table.get_mut(s);
@@ -636,7 +740,20 @@ impl Engine {
         r.src = src;
         r.dst = dst;
         r.state = tcp_state(f);
-        r.flags = f.flags | if f.dir_guessed { flags::DIR_GUESSED } else { 0 };
+        r.flags = f.flags
+            | if f.dir_guessed { flags::DIR_GUESSED } else { 0 }
+            | if self.one_way { flags::ONE_WAY } else { 0 };
+        r.hs = Handshake::default();
+        if self.one_way && !f.hs_sent && f.tcp & (T_SYN | T_SYNACK) != 0 {
+            f.hs_sent = true;
+            r.hs = Handshake {
+                syn_ns: f.syn_ns,
+                synack_ns: f.synack_at,
+                ack_ns: f.est_at,
+                synack_ack: f.synack_ack,
+                ack_ack: f.est_ack,
+            };
+        }
         r.tcp_opts = f.tcp_opts;
         r.synack_ns = f.synack_ns;
         r.ackdat_ns = f.ackdat_ns;
@@ -770,9 +887,12 @@ fn tcp_update(f: &mut Flow, d: usize, t: &TcpInfo, app_len: u32, ts: u64) {
     if fl & tcpf::SYN != 0 && fl & tcpf::ACK == 0 {
         f.tcp |= T_SYN;
         f.syn_ns = ts;
+        f.hs_sent = false;
     } else if fl & tcpf::SYN != 0 {
         if f.tcp & T_SYNACK == 0 {
             f.synack_at = ts;
+            f.synack_ack = t.ack;
+            f.hs_sent = false;
             if f.syn_ns != 0 && ts >= f.syn_ns {
                 f.synack_ns = ts - f.syn_ns;
             }
@@ -783,6 +903,18 @@ fn tcp_update(f: &mut Flow, d: usize, t: &TcpInfo, app_len: u32, ts: u64) {
         if ts >= f.synack_at {
             f.ackdat_ns = ts - f.synack_at;
         }
+    }
+    if fl & tcpf::ACK != 0
+        && fl & tcpf::SYN == 0
+        && from_init
+        && f.est_at == 0
+        && f.tcp & (T_SYN | T_SYNACK) != 0
+    {
+        // The handshake's third packet as either probe of a split tap sees it (the one that
+        // sees the initiator never sees the SYN-ACK).
+        f.est_at = ts;
+        f.est_ack = t.ack;
+        f.hs_sent = false;
     }
     if fl & tcpf::FIN != 0 {
         f.tcp |= if d == 0 { T_FIN_A } else { T_FIN_B };

@@ -7,7 +7,7 @@ pub mod engine;
 pub mod key;
 pub mod table;
 
-pub use engine::{Engine, EngineConfig, EngineStats, RecordSink};
+pub use engine::{Engine, EngineConfig, EngineStats, LinkDirection, RecordSink};
 pub mod run;
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tapflow_probe::daemon::{
     self,
-    config::{parse_duration, Backend, Config, Dur, Prefix, XdpAttach, XdpMode},
+    config::{parse_duration, Backend, Config, Dur, Link, Prefix, XdpAttach, XdpMode},
 };
 use tapflow_probe::run::{run, RunOptions};
 use tapflow_probe::EngineConfig;
@@ -63,6 +63,11 @@ struct Args {
     /// Keep the first N payload bytes of each direction in records (0 = off).
     #[arg(long)]
     payload: Option<usize>,
+    /// Which directions of the link the capture holds: auto (decide from the traffic: a
+    /// split-tap leg is recognised by itself and its records are marked one-way for
+    /// tapflow-merge), both, or one-way.
+    #[arg(long, value_parser = ["auto", "both", "one-way"])]
+    link: Option<String>,
     /// Do not print the summary.
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -164,6 +169,10 @@ fn config(a: &Args) -> Result<EngineConfig, String> {
         status_interval_ns: t("status-interval", a.status_interval, d.status_interval_ns)?,
         close_linger_ns: t("linger", a.linger, d.close_linger_ns)?,
         payload_bytes: payload,
+        direction: match &a.link {
+            Some(l) => Link::parse(l)?.direction(),
+            None => d.direction,
+        },
         ..d
     })
 }
@@ -275,6 +284,9 @@ fn live_config(a: &Args) -> Result<Config, String> {
     }
     if let Some(v) = a.payload {
         e.payload = v;
+    }
+    if let Some(l) = &a.link {
+        e.link = Link::parse(l)?;
     }
     for (v, slot) in [
         (a.status_interval, &mut e.status_interval),

@@ -83,6 +83,14 @@ impl RunSummary {
             e.records_by_cause[4],
             e.records_by_cause[5]
         );
+        if e.one_way {
+            let _ = writeln!(
+                s,
+                "  link: one direction of a split tap ({} one-way vs {} two-way TCP flows); \
+                 records are marked one-way for tapflow-merge",
+                e.oneway_evidence, e.twoway_evidence
+            );
+        }
         let d = &self.decode;
         let _ = writeln!(
             s,
@@ -171,7 +179,7 @@ impl RunSummary {
              \"records\":{},\"output_bytes\":{},\"flows\":{},\"peak_flows\":{},\"evictions\":{},\
              \"malformed_pkts\":{},\"malformed_bytes\":{},\"link_pseudo_bytes\":{},\"malformed\":{{{}}},\
              \"frag_matched\":{},\"frag_unmatched\":{},\"tunnel_inner_bad\":{},\"conserved\":{},\
-             \"elapsed_s\":{:.6},\"inputs\":[{}]}}",
+             \"one_way\":{},\"elapsed_s\":{:.6},\"inputs\":[{}]}}",
             self.packets_in(),
             self.wire_bytes_in(),
             self.record_pkts,
@@ -189,6 +197,7 @@ impl RunSummary {
             d.frag_unmatched,
             d.tunnel_inner_bad,
             self.conserved(),
+            e.one_way,
             self.elapsed.as_secs_f64(),
             inputs.join(",")
         )

@@ -224,6 +224,11 @@ pub mod flags {
     pub const ONE_WAY: u32 = 1 << 6;
     /// IPsec AH was decoded through (the flow is the protected transport's).
     pub const IPSEC_AH: u32 = 1 << 7;
+    /// Written by the merge daemon for a flow only one probe reported (no partner half
+    /// arrived within the flow's lifetime plus the hold time).
+    pub const ONE_SIDED: u32 = 1 << 8;
+    /// Written by the merge daemon: the record joins the halves of two one-way probes.
+    pub const MERGED: u32 = 1 << 9;
 }
 
 /// TCP options seen in the handshake (`FlowRecord::tcp_opts`).
@@ -396,6 +401,80 @@ pub mod status_flags {
     pub const XDP_ZERO_COPY: u32 = 0x04;
 }
 
+/// TCP handshake evidence a one-way probe keeps so that the merge daemon can pair the halves
+/// of a connection seen by two probes, fix the initiator and estimate the probes' clock offset
+/// (format 1.2). Times are ns since the epoch on the clock of the probe that saw the packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Handshake {
+    /// The initiator's (last) SYN, 0 if not seen.
+    pub syn_ns: u64,
+    /// The responder's first SYN-ACK, 0 if not seen.
+    pub synack_ns: u64,
+    /// The initiator's first ACK after its SYN (the third packet of the handshake), 0 if not
+    /// seen.
+    pub ack_ns: u64,
+    /// Acknowledgment number of that SYN-ACK (the initiator's ISN + 1).
+    pub synack_ack: u32,
+    /// Acknowledgment number of that ACK (the responder's ISN + 1).
+    pub ack_ack: u32,
+}
+
+impl Handshake {
+    pub fn is_empty(&self) -> bool {
+        *self == Handshake::default()
+    }
+}
+
+/// The merge daemon's own accounting for one input probe and interval (format 1.2), written
+/// as a merge-status record into the merged stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct MergeStatus {
+    /// Probe id of the input this entry is about.
+    pub probe: u32,
+    /// `merge_flags::*`.
+    pub flags: u32,
+    /// Half-records received from this probe (duplicates included).
+    pub records_in: u64,
+    /// Records dropped because their sequence number was already received (spool replay).
+    pub duplicates: u64,
+    /// Records missing: sequence numbers skipped in the probe's stream.
+    pub gaps: u64,
+    /// Records that arrived after their interval had been merged (applied late).
+    pub late: u64,
+    /// Estimated clock offset of this probe: its clock minus the reference probe's, ns.
+    pub offset_ns: i64,
+    /// Half-width of the interval the offset is known to lie in, ns (0 with no evidence).
+    pub offset_err_ns: u64,
+    /// Handshake packet pairs the estimate rests on (cumulative).
+    pub offset_pairs: u64,
+    /// Merged flows that ended with halves from both probes (all inputs; delta).
+    pub joined: u64,
+    /// Merged flows that ended with one probe's halves only (all inputs; delta).
+    pub one_sided: u64,
+    /// Merged flow records written (all inputs; delta).
+    pub records_out: u64,
+    /// Merged flows pushed out of the full merge table (all inputs; delta).
+    pub evictions: u64,
+    /// Merged flows held at the end of the interval (a level).
+    pub active_flows: u64,
+}
+
+/// `MergeStatus::flags` bits.
+pub mod merge_flags {
+    /// This probe's clock is the reference the others are corrected to.
+    pub const REFERENCE: u32 = 0x01;
+    /// |offset| exceeds the configured limit: the probes' clocks need attention.
+    pub const SKEW_ALARM: u32 = 0x02;
+    /// No offset evidence yet (no handshake split between this probe and the reference).
+    pub const NO_OFFSET: u32 = 0x04;
+    /// The probe's stream fell behind by more than the hold time and was not waited for.
+    pub const STALLED: u32 = 0x08;
+    /// The merge daemon's last status record (shutting down).
+    pub const FINAL: u32 = 0x10;
+    /// The probe is disconnected.
+    pub const DISCONNECTED: u32 = 0x20;
+}
+
 /// One flow record.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct FlowRecord {
@@ -444,9 +523,19 @@ pub struct FlowRecord {
     /// and interval (`stime_ns..ltime_ns`), the role Argus's MAR records play. Such a record
     /// describes no flow; its flow fields stay at their defaults.
     pub status: Option<Box<ProbeStatus>>,
+    /// Handshake evidence for the merge (one-way probes only, format 1.2; carried by the
+    /// record whose interval saw the handshake packets).
+    pub hs: Handshake,
+    /// Set on merge-status records (format 1.2); like `status`, such a record describes no
+    /// flow.
+    pub merge: Option<Box<MergeStatus>>,
 }
 
 impl FlowRecord {
+    /// True for probe-status and merge-status records (they describe no flow).
+    pub fn is_meta(&self) -> bool {
+        self.status.is_some() || self.merge.is_some()
+    }
     pub fn pkts(&self) -> u64 {
         self.src.pkts + self.dst.pkts
     }

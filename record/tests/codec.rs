@@ -180,6 +180,52 @@ fn probe_status_round_trip_and_layout() {
 }
 
 #[test]
+fn handshake_and_merge_status_round_trip() {
+    let mut r = full_record();
+    r.hs = Handshake {
+        syn_ns: 1_700_000_000_123_456_789,
+        synack_ns: 1_700_000_000_125_000_000,
+        ack_ns: u64::MAX,
+        synack_ack: u32::MAX,
+        ack_ack: 7,
+    };
+    let mut buf = Vec::new();
+    encode_record(&r, &mut buf);
+    assert_eq!(decode_record(&buf).unwrap().0, r);
+    for offset in [0i64, 1, -1, 20_000_000, -20_000_000, i64::MAX, i64::MIN] {
+        let mut m = FlowRecord {
+            stime_ns: 5,
+            ltime_ns: 10,
+            ..FlowRecord::default()
+        };
+        m.merge = Some(Box::new(MergeStatus {
+            probe: 9,
+            flags: 3,
+            records_in: u64::MAX,
+            duplicates: 1,
+            gaps: 2,
+            late: 3,
+            offset_ns: offset,
+            offset_err_ns: 4,
+            offset_pairs: 5,
+            joined: 6,
+            one_sided: 7,
+            records_out: 8,
+            evictions: 9,
+            active_flows: 10,
+        }));
+        buf.clear();
+        encode_record(&m, &mut buf);
+        let back = decode_record(&buf).unwrap().0;
+        assert_eq!(back, m, "offset {offset}");
+        assert!(back.is_meta());
+    }
+    // A record without them decodes to empty ones.
+    let (plain, _) = decode_record(&[0]).unwrap();
+    assert!(plain.hs.is_empty() && plain.merge.is_none());
+}
+
+#[test]
 fn golden_file_layout() {
     let h = FileHeader {
         major: 1,
@@ -192,7 +238,7 @@ fn golden_file_layout() {
     w.write(&FlowRecord::default()).unwrap();
     let d = w.finish().unwrap();
     assert_eq!(&d[..8], b"TAPFLOW\0");
-    assert_eq!(&d[8..16], &[1, 0, 1, 0, 36, 0, 0, 0]);
+    assert_eq!(&d[8..16], &[1, 0, 2, 0, 36, 0, 0, 0]);
     assert_eq!(&d[16..20], &0xa0b0_c0d0u32.to_le_bytes());
     assert_eq!(&d[20..24], &0x0102_0304u32.to_le_bytes());
     assert_eq!(&d[24..32], &0x1122_3344_5566_7788u64.to_le_bytes());

@@ -16,6 +16,35 @@ pub enum Backend {
     Xdp,
 }
 
+/// Which directions of the link the probe sees (`link`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Link {
+    /// Decide from the traffic (a split-tap leg is recognised by itself).
+    #[default]
+    Auto,
+    Both,
+    OneWay,
+}
+
+impl Link {
+    pub fn parse(s: &str) -> Result<Link, String> {
+        match s {
+            "auto" => Ok(Link::Auto),
+            "both" => Ok(Link::Both),
+            "one-way" => Ok(Link::OneWay),
+            _ => Err(format!("link must be auto, both or one-way, not {s:?}")),
+        }
+    }
+    pub fn direction(self) -> crate::LinkDirection {
+        match self {
+            Link::Auto => crate::LinkDirection::Auto,
+            Link::Both => crate::LinkDirection::Both,
+            Link::OneWay => crate::LinkDirection::OneWay,
+        }
+    }
+}
+
 /// AF_XDP socket mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -149,6 +178,8 @@ pub struct EngineSection {
     pub status_interval: Dur,
     /// First payload bytes kept per direction (0 = off).
     pub payload: usize,
+    /// Which directions of the link this probe sees.
+    pub link: Link,
 }
 
 impl Default for EngineSection {
@@ -162,6 +193,7 @@ impl Default for EngineSection {
             linger: Dur::Secs(2.0),
             status_interval: Dur::Secs(5.0),
             payload: 0,
+            link: Link::Auto,
         }
     }
 }
@@ -180,6 +212,7 @@ impl EngineSection {
             close_linger_ns: self.linger.ns(),
             payload_bytes: self.payload,
             first_seq: (worker as u64) << 48,
+            direction: self.link.direction(),
             ..EngineConfig::default()
         }
     }

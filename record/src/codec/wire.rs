@@ -5,7 +5,9 @@
 use std::fmt;
 
 use super::RecordError;
-use crate::model::{AddrKind, Cause, DirStats, Encap, FlowRecord, FlowState, ProbeStatus};
+use crate::model::{
+    AddrKind, Cause, DirStats, Encap, FlowRecord, FlowState, Handshake, MergeStatus, ProbeStatus,
+};
 
 const WT_VARINT: u8 = 0;
 const WT_FIXED64: u8 = 1;
@@ -44,8 +46,10 @@ const R_ENCAP: u32 = 27;
 const R_SRC_PAYLOAD: u32 = 28;
 const R_DST_PAYLOAD: u32 = 29;
 const R_STATUS: u32 = 30;
+const R_HS: u32 = 31;
+const R_MERGE: u32 = 32;
 
-const RECORD_NAMES: [&str; 31] = [
+const RECORD_NAMES: [&str; 33] = [
     "",
     "probe_id",
     "seq",
@@ -77,6 +81,8 @@ const RECORD_NAMES: [&str; 31] = [
     "src_payload",
     "dst_payload",
     "status",
+    "hs",
+    "merge",
 ];
 
 // DirStats tags. What a TCP record usually carries gets 1-byte keys (tags 1..=15); the
@@ -170,6 +176,49 @@ const STATUS_NAMES: [&str; 16] = [
     "active_flows",
 ];
 
+// Handshake tags.
+const H_SYN: u32 = 1;
+const H_SYNACK: u32 = 2;
+const H_ACK: u32 = 3;
+const H_SYNACK_ACK: u32 = 4;
+const H_ACK_ACK: u32 = 5;
+
+const HS_NAMES: [&str; 6] = ["", "syn_ns", "synack_ns", "ack_ns", "synack_ack", "ack_ack"];
+
+// MergeStatus tags.
+const M_PROBE: u32 = 1;
+const M_FLAGS: u32 = 2;
+const M_IN: u32 = 3;
+const M_DUPS: u32 = 4;
+const M_GAPS: u32 = 5;
+const M_LATE: u32 = 6;
+const M_OFFSET: u32 = 7;
+const M_OFFSET_ERR: u32 = 8;
+const M_PAIRS: u32 = 9;
+const M_JOINED: u32 = 10;
+const M_ONE_SIDED: u32 = 11;
+const M_OUT: u32 = 12;
+const M_EVICTIONS: u32 = 13;
+const M_ACTIVE: u32 = 14;
+
+const MERGE_NAMES: [&str; 15] = [
+    "",
+    "probe",
+    "flags",
+    "records_in",
+    "duplicates",
+    "gaps",
+    "late",
+    "offset_ns",
+    "offset_err_ns",
+    "offset_pairs",
+    "joined",
+    "one_sided",
+    "records_out",
+    "evictions",
+    "active_flows",
+];
+
 // Encap tags.
 const E_KINDS: u32 = 1;
 const E_TUNNEL_ID: u32 = 2;
@@ -189,7 +238,7 @@ const ENCAP_NAMES: [&str; 6] = [
 /// Upper bound of an encoded record without its payload fields: 27 fields of at most
 /// 2 (key) + 10 (varint) bytes or 2 + 1 + 16 (address), two `DirStats` of 24 fields each
 /// and an `Encap` of 5, with their keys and length prefixes, stay well under this.
-const FIXED_MAX: usize = 1024;
+const FIXED_MAX: usize = 1152;
 
 // ---------------------------------------------------------------------------------------
 // Encoding
@@ -201,8 +250,9 @@ struct Enc<const N: usize = FIXED_MAX> {
     n: usize,
 }
 
-/// Upper bound of an encoded `ProbeStatus` sub-message: 15 varint fields of at most 11 bytes.
-const STATUS_MAX: usize = 192;
+/// Upper bound of the trailing sub-messages (`status`, `hs`, `merge`): at most 15 + 5 + 14
+/// varint fields of at most 11 bytes, plus their keys and lengths.
+const STATUS_MAX: usize = 512;
 
 impl<const N: usize> Enc<N> {
     #[inline(always)]
@@ -297,6 +347,32 @@ impl<const N: usize> Enc<N> {
         self.uint(S_QUEUED, s.records_queued);
         self.uint(S_QDROPPED, s.records_dropped);
         self.uint(S_ACTIVE, s.active_flows);
+    }
+
+    fn hs(&mut self, h: &Handshake) {
+        self.uint(H_SYN, h.syn_ns);
+        self.uint(H_SYNACK, h.synack_ns);
+        self.uint(H_ACK, h.ack_ns);
+        self.uint(H_SYNACK_ACK, h.synack_ack.into());
+        self.uint(H_ACK_ACK, h.ack_ack.into());
+    }
+
+    fn merge(&mut self, m: &MergeStatus) {
+        self.uint(M_PROBE, m.probe.into());
+        self.uint(M_FLAGS, m.flags.into());
+        self.uint(M_IN, m.records_in);
+        self.uint(M_DUPS, m.duplicates);
+        self.uint(M_GAPS, m.gaps);
+        self.uint(M_LATE, m.late);
+        // Zigzag, as protobuf's sint64.
+        self.uint(M_OFFSET, ((m.offset_ns << 1) ^ (m.offset_ns >> 63)) as u64);
+        self.uint(M_OFFSET_ERR, m.offset_err_ns);
+        self.uint(M_PAIRS, m.offset_pairs);
+        self.uint(M_JOINED, m.joined);
+        self.uint(M_ONE_SIDED, m.one_sided);
+        self.uint(M_OUT, m.records_out);
+        self.uint(M_EVICTIONS, m.evictions);
+        self.uint(M_ACTIVE, m.active_flows);
     }
 
     fn dir(&mut self, d: &DirStats, base: u64) {
@@ -417,6 +493,12 @@ pub fn encode_record(rec: &FlowRecord, out: &mut Vec<u8>) {
     if let Some(x) = &rec.status {
         st.message(R_STATUS, |e| e.status(x));
     }
+    if !rec.hs.is_empty() {
+        st.message(R_HS, |e| e.hs(&rec.hs));
+    }
+    if let Some(x) = &rec.merge {
+        st.message(R_MERGE, |e| e.merge(x));
+    }
     let body = e.n
         + bytes_field_len(R_SRC_PAYLOAD, &rec.src_payload)
         + bytes_field_len(R_DST_PAYLOAD, &rec.dst_payload)
@@ -440,6 +522,8 @@ pub(crate) enum Msg {
     Dst,
     Encap,
     Status,
+    Hs,
+    Merge,
 }
 
 impl Msg {
@@ -450,6 +534,8 @@ impl Msg {
             Msg::Dst => ("dst.", &DIR_NAMES),
             Msg::Encap => ("encap.", &ENCAP_NAMES),
             Msg::Status => ("status.", &STATUS_NAMES),
+            Msg::Hs => ("hs.", &HS_NAMES),
+            Msg::Merge => ("merge.", &MERGE_NAMES),
         };
         match names.get(tag as usize) {
             Some(n) if !n.is_empty() => format!("field {prefix}{n} (tag {tag})"),
@@ -956,9 +1042,59 @@ fn decode_status(mut c: Cur<'_>, s: &mut ProbeStatus) -> DResult<()> {
     Ok(())
 }
 
+fn decode_hs(mut c: Cur<'_>, h: &mut Handshake) -> DResult<()> {
+    while c.p < c.b.len() {
+        let (tag, wt, key_at) = c.key()?;
+        if !(H_SYN..=H_ACK_ACK).contains(&tag) {
+            c.skip(tag, wt, key_at)?;
+            continue;
+        }
+        c.want(wt, WT_VARINT, tag, key_at)?;
+        match tag {
+            H_SYN => h.syn_ns = c.varint()?,
+            H_SYNACK => h.synack_ns = c.varint()?,
+            H_ACK => h.ack_ns = c.varint()?,
+            H_SYNACK_ACK => h.synack_ack = c.u32(tag)?,
+            _ => h.ack_ack = c.u32(tag)?, // H_ACK_ACK
+        }
+    }
+    Ok(())
+}
+
+fn decode_merge(mut c: Cur<'_>, m: &mut MergeStatus) -> DResult<()> {
+    while c.p < c.b.len() {
+        let (tag, wt, key_at) = c.key()?;
+        if !(M_PROBE..=M_ACTIVE).contains(&tag) {
+            c.skip(tag, wt, key_at)?;
+            continue;
+        }
+        c.want(wt, WT_VARINT, tag, key_at)?;
+        match tag {
+            M_PROBE => m.probe = c.u32(tag)?,
+            M_FLAGS => m.flags = c.u32(tag)?,
+            M_IN => m.records_in = c.varint()?,
+            M_DUPS => m.duplicates = c.varint()?,
+            M_GAPS => m.gaps = c.varint()?,
+            M_LATE => m.late = c.varint()?,
+            M_OFFSET => {
+                let z = c.varint()?;
+                m.offset_ns = ((z >> 1) as i64) ^ -((z & 1) as i64);
+            }
+            M_OFFSET_ERR => m.offset_err_ns = c.varint()?,
+            M_PAIRS => m.offset_pairs = c.varint()?,
+            M_JOINED => m.joined = c.varint()?,
+            M_ONE_SIDED => m.one_sided = c.varint()?,
+            M_OUT => m.records_out = c.varint()?,
+            M_EVICTIONS => m.evictions = c.varint()?,
+            _ => m.active_flows = c.varint()?, // M_ACTIVE
+        }
+    }
+    Ok(())
+}
+
 /// Wire type of each known record tag (index = tag).
-const RECORD_WIRE: [u8; 31] = {
-    let mut w = [WT_VARINT; 31];
+const RECORD_WIRE: [u8; 33] = {
+    let mut w = [WT_VARINT; 33];
     w[R_SADDR as usize] = WT_LEN;
     w[R_DADDR as usize] = WT_LEN;
     w[R_STIME as usize] = WT_FIXED64;
@@ -970,6 +1106,8 @@ const RECORD_WIRE: [u8; 31] = {
     w[R_SRC_PAYLOAD as usize] = WT_LEN;
     w[R_DST_PAYLOAD as usize] = WT_LEN;
     w[R_STATUS as usize] = WT_LEN;
+    w[R_HS as usize] = WT_LEN;
+    w[R_MERGE as usize] = WT_LEN;
     w
 };
 
@@ -1048,8 +1186,17 @@ fn decode_record_general(mut c: Cur<'_>, rec: &mut FlowRecord, present: &mut u8)
                 let st = rec.status.get_or_insert_with(Default::default);
                 decode_status(sub, st)?;
             }
+            R_HS => {
+                let sub = c.sub(tag, Msg::Hs)?;
+                decode_hs(sub, &mut rec.hs)?;
+            }
+            R_MERGE => {
+                let sub = c.sub(tag, Msg::Merge)?;
+                let m = rec.merge.get_or_insert_with(Default::default);
+                decode_merge(sub, m)?;
+            }
             _ => {
-                // R_DST_PAYLOAD, the only tag left in 1..=30
+                // R_DST_PAYLOAD, the only tag left in 1..=32
                 let s = c.bytes(tag)?;
                 rec.dst_payload.clear();
                 rec.dst_payload.extend_from_slice(s);

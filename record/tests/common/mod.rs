@@ -94,6 +94,8 @@ pub fn full_record() -> FlowRecord {
         src_payload: b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n".to_vec(),
         dst_payload: (0..=255u8).collect(),
         status: None,
+        hs: Handshake::default(),
+        merge: None,
     }
 }
 
@@ -168,6 +170,8 @@ pub fn tcp_record(rng: &mut Rng, i: u64) -> FlowRecord {
         src_payload: Vec::new(),
         dst_payload: Vec::new(),
         status: None,
+        hs: Handshake::default(),
+        merge: None,
     }
 }
 
