@@ -8,6 +8,7 @@ use std::io::{self, BufReader, BufWriter, Write};
 use std::process::ExitCode;
 
 use tapflow_merge::{MergeConfig, MergeSink, Merger};
+use tapflow_probe::EngineConfig;
 use tapflow_record::{
     FileHeader, FlowRecord, RecordReader, RecordWriter, WriterOptions, FORMAT_MAJOR, FORMAT_MINOR,
 };
@@ -105,12 +106,15 @@ fn main() -> ExitCode {
     }
     let cfg = MergeConfig {
         probe_id: a.probe_id,
-        status_interval_ns: ns(a.status_interval),
-        tcp_idle_ns: ns(a.tcp_timeout),
-        udp_idle_ns: ns(a.udp_timeout),
-        icmp_idle_ns: ns(a.icmp_timeout),
-        other_idle_ns: ns(a.other_timeout),
-        close_linger_ns: ns(a.linger),
+        flow: EngineConfig {
+            status_interval_ns: ns(a.status_interval),
+            tcp_idle_ns: ns(a.tcp_timeout),
+            udp_idle_ns: ns(a.udp_timeout),
+            icmp_idle_ns: ns(a.icmp_timeout),
+            other_idle_ns: ns(a.other_timeout),
+            close_linger_ns: ns(a.linger),
+            ..EngineConfig::default()
+        },
         max_flows: a.max_flows.max(1),
         skew_limit_ns: ns(a.skew_limit_ms / 1e3),
         stats_interval_ns: ns(a.stats_interval),

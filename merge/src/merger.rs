@@ -20,30 +20,26 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::clock::{Offset, OffsetEstimator};
+use tapflow_probe::key::FlowKey;
+use tapflow_probe::EngineConfig;
 use tapflow_record::{
     flags, merge_flags, observed, tcp_opts, Addr, AddrKind, Cause, DirStats, Encap, FlowRecord,
     FlowState, MergeStatus,
 };
 
-/// Merge settings; the timeouts must match the probes' (their defaults do).
+/// Merge settings.
 #[derive(Clone, Debug)]
 pub struct MergeConfig {
     /// Probe id written into merged records.
     pub probe_id: u32,
-    /// The probes' status interval.
-    pub status_interval_ns: u64,
-    pub tcp_idle_ns: u64,
-    pub udp_idle_ns: u64,
-    pub icmp_idle_ns: u64,
-    pub other_idle_ns: u64,
-    pub close_linger_ns: u64,
+    /// The probes' flow rules (timeouts, close linger, status interval, timer tick): the
+    /// merged flow lives by them, so they must match the probes' (the defaults do).
+    pub flow: EngineConfig,
     /// Merged flows held at most; beyond, the longest-idle are written out as `evicted`.
     pub max_flows: usize,
     /// Half-records buffered at most, all inputs together; beyond, intervals are merged
     /// without waiting for the slowest input (its late records are then applied late).
     pub max_buffered: usize,
-    /// The probes' timer tick (they end flows on tick boundaries).
-    pub tick_ns: u64,
     /// |offset| beyond this raises the skew alarm.
     pub skew_limit_ns: u64,
     /// Interval of merge-status records (0 = only the final one).
@@ -52,20 +48,13 @@ pub struct MergeConfig {
 
 impl Default for MergeConfig {
     fn default() -> Self {
-        const S: u64 = 1_000_000_000;
         MergeConfig {
             probe_id: 0,
-            status_interval_ns: 5 * S,
-            tcp_idle_ns: 60 * S,
-            udp_idle_ns: 30 * S,
-            icmp_idle_ns: 5 * S,
-            other_idle_ns: 30 * S,
-            close_linger_ns: 2 * S,
+            flow: EngineConfig::default(),
             max_flows: 1 << 21,
             max_buffered: 8 << 20,
-            tick_ns: S / 10,
             skew_limit_ns: 100_000_000,
-            stats_interval_ns: 60 * S,
+            stats_interval_ns: 60_000_000_000,
         }
     }
 }
@@ -81,95 +70,39 @@ impl<F: FnMut(&FlowRecord)> MergeSink for F {
     }
 }
 
-/// Canonical flow key: endpoint `a` is the smaller (address, port); for ICMP and L2 flows
-/// only the addresses are ordered (their "ports" are not per endpoint), as in the probe.
+/// The probe's canonical flow key, hashed once with its own hash (the default SipHash costs
+/// more than the rest of a merge step).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Key {
-    a: [u8; 16],
-    b: [u8; 16],
-    port_a: u16,
-    port_b: u16,
-    proto: u8,
-    kind: u8,
-    ethertype: u16,
-}
+struct Key(FlowKey);
 
 impl std::hash::Hash for Key {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        // Five words into the multiply-xorshift hasher below (the default SipHash costs more
-        // than the rest of a merge step).
-        let w = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
-        h.write_u64(w(&self.a[..8]));
-        h.write_u64(w(&self.a[8..]));
-        h.write_u64(w(&self.b[..8]));
-        h.write_u64(w(&self.b[8..]));
-        h.write_u64(
-            u64::from(self.port_a)
-                | u64::from(self.port_b) << 16
-                | u64::from(self.proto) << 32
-                | u64::from(self.kind) << 40
-                | u64::from(self.ethertype) << 48,
-        );
+        h.write_u64(self.0.hash());
     }
 }
 
-/// Multiply-xorshift hasher for [`Key`] (not DoS-resistant by itself: the map is bounded and
-/// the probes' own tables already face the traffic).
+/// Passes [`Key`]'s hash through.
 #[derive(Default, Clone, Copy)]
 struct KeyHasher(u64);
 
 impl std::hash::Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for c in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..c.len()].copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(b));
-        }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("Key hashes as one u64");
     }
     fn write_u64(&mut self, x: u64) {
-        self.0 = (self.0 ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 ^= self.0 >> 29;
+        self.0 = x;
     }
     fn finish(&self) -> u64 {
-        let h = self.0 ^ (self.0 >> 32);
-        h.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ (h >> 31)
+        self.0
     }
 }
 
 type KeyMap<V> = HashMap<Key, V, std::hash::BuildHasherDefault<KeyHasher>>;
 
-fn symmetric_ports(kind: AddrKind, proto: u8) -> bool {
-    kind == AddrKind::L2 || matches!((kind, proto), (AddrKind::Ipv4, 1) | (AddrKind::Ipv6, 58))
-}
-
-/// The record's key and whether its `src` is endpoint `a`.
+/// The record's key, as the probe keys the flow, and whether its `src` is endpoint `a`.
 fn key_of(r: &FlowRecord) -> (Key, bool) {
-    let sym = symmetric_ports(r.addr_kind, r.proto);
-    let src_is_a = if sym {
-        r.saddr.0 <= r.daddr.0
-    } else {
-        (r.saddr.0, r.sport) <= (r.daddr.0, r.dport)
-    };
-    let (a, b) = if src_is_a {
-        (r.saddr.0, r.daddr.0)
-    } else {
-        (r.daddr.0, r.saddr.0)
-    };
-    let (port_a, port_b) = if sym || src_is_a {
-        (r.sport, r.dport)
-    } else {
-        (r.dport, r.sport)
-    };
-    let key = Key {
-        a,
-        b,
-        port_a,
-        port_b,
-        proto: r.proto,
-        kind: r.addr_kind as u8,
-        ethertype: r.ethertype,
-    };
-    (key, src_is_a)
+    let (k, swapped) = FlowKey::of_record(r).canonical();
+    (Key(k), !swapped)
 }
 
 const T_SYN: u8 = 0x01;
@@ -238,7 +171,6 @@ struct Flow {
     hs: Hs,
     /// Bit per input that contributed.
     inputs: u32,
-    records: u32,
     /// An ACK was sent by endpoint a / b.
     acked: [bool; 2],
 }
@@ -252,7 +184,7 @@ impl Default for Flow {
             dir_in: [u8::MAX; 2],
             first_raw: [0; 2],
             last_raw: [0; 2],
-            first_ns: 0,
+            first_ns: u64::MAX,
             pend: [DirStats::default(); 2],
             payload: [Vec::new(), Vec::new()],
             flags: 0,
@@ -263,7 +195,6 @@ impl Default for Flow {
             isn: [0; 2],
             hs: Hs::default(),
             inputs: 0,
-            records: 0,
             acked: [false; 2],
         }
     }
@@ -280,7 +211,6 @@ struct Input {
     /// Next expected seq per worker.
     next_seq: HashMap<u16, u64>,
     done: bool,
-    stalled: bool,
     stats: MergeStatus,
     last_stats: MergeStatus,
 }
@@ -360,13 +290,8 @@ impl Merger {
         self.clocks[input].estimate()
     }
 
-    /// The probe id `input` reported (from its records), if any arrived.
-    pub fn probe_of(&self, input: usize) -> Option<u32> {
-        self.inputs[input].probe_id
-    }
-
     fn interval(&self) -> u64 {
-        self.cfg.status_interval_ns.max(1_000_000)
+        self.cfg.flow.status_interval_ns.max(1_000_000)
     }
 
     /// The interval a record's packets lie in: the first boundary after its ltime.
@@ -375,12 +300,17 @@ impl Merger {
         (ltime / i + 1) * i
     }
 
-    fn theta(&self, input: u8) -> i64 {
-        if input == 0 || input as usize >= self.clocks.len() {
-            0
+    /// The offset estimate of `input` (none for the reference).
+    fn offset_est(&self, input: usize) -> Offset {
+        if input == 0 || input >= self.clocks.len() {
+            Offset::default()
         } else {
-            self.clocks[input as usize].estimate().offset_ns
+            self.clocks[input].estimate()
         }
+    }
+
+    fn theta(&self, input: u8) -> i64 {
+        self.offset_est(input as usize).offset_ns
     }
 
     fn correct(&self, input: u8, t: u64) -> u64 {
@@ -477,11 +407,7 @@ impl Merger {
             if wm == u64::MAX {
                 return true;
             }
-            let o = if p == 0 {
-                Offset::default()
-            } else {
-                self.clocks[p].estimate()
-            };
+            let o = self.offset_est(p);
             // The estimate may be off by its uncertainty: wait that much longer (plus 1 ms).
             let slack = o.err_ns.unwrap_or(0).min(i) as i64 + 1_000_000;
             let own = t.saturating_add_signed(o.offset_ns + slack);
@@ -573,12 +499,7 @@ impl Merger {
     }
 
     fn idle_ns(&self, k: &Key) -> u64 {
-        match (k.kind, k.proto) {
-            (4 | 6, 6) => self.cfg.tcp_idle_ns,
-            (4 | 6, 17) => self.cfg.udp_idle_ns,
-            (4, 1) | (6, 58) => self.cfg.icmp_idle_ns,
-            _ => self.cfg.other_idle_ns,
-        }
+        self.cfg.flow.idle_ns(&k.0)
     }
 
     fn last_ns(&self, f: &Flow) -> u64 {
@@ -606,7 +527,7 @@ impl Merger {
             // As in the probe: a SYN with another ISN from an endpoint already heard from,
             // after the flow ended, starts a new connection (a SYN from a side not yet heard
             // from is its first packet).
-            let reused = key.proto == 6
+            let reused = key.0.proto == 6
                 && ended
                 && [(0usize, &r.src), (1, &r.dst)]
                     .into_iter()
@@ -619,7 +540,7 @@ impl Merger {
                     });
             // The probe runs timers on ticks: a flow ends at the first tick at or after its
             // idle (or linger) time, so a packet before that tick still joins it.
-            let tick = self.cfg.tick_ns.max(1);
+            let tick = self.cfg.flow.tick_ns.max(1);
             let on_tick = |t: u64| t.div_ceil(tick) * tick;
             let cause = if reused || (f.close_at != 0 && st >= on_tick(f.close_at)) {
                 Some(Cause::Close)
@@ -641,19 +562,13 @@ impl Merger {
         if n > self.stats.peak_flows {
             self.stats.peak_flows = n;
         }
-        let theta = if p == 0 {
-            0
-        } else {
-            self.clocks[p as usize].estimate().offset_ns
-        };
+        let theta = self.theta(p);
         let f = self.flows.get_mut(&key).expect("inserted");
         f.inputs |= 1 << p.min(31);
-        f.records += 1;
         // The earliest half decides orientation, addresses and encapsulation, as the first
         // packet does in a probe.
         if !f.frozen && st < f.face_time {
             f.face_time = st;
-            f.first_ns = st;
             let (ms, md) = (r.smac, r.dmac);
             let init_is_a = src_is_a;
             f.face = Face {
@@ -716,7 +631,7 @@ impl Merger {
             let ended_now = f.tcp & T_RST != 0 || f.tcp & (T_FIN_A | T_FIN_B) == T_FIN_A | T_FIN_B;
             if ended_now && f.close_at == 0 {
                 let t = ds.last_ns.saturating_add_signed(-theta);
-                f.close_at = t + self.cfg.close_linger_ns;
+                f.close_at = t + self.cfg.flow.close_linger_ns;
             }
         }
         f.flags |= r.flags & !(flags::ONE_WAY | flags::DIR_GUESSED | flags::ONE_SIDED);
@@ -900,15 +815,16 @@ impl Merger {
         );
         let face = f.face;
         let (si, di) = if face.init_is_a { (0, 1) } else { (1, 0) };
-        let kind = AddrKind::from_u8(k.kind).unwrap_or_default();
-        let sym = symmetric_ports(kind, k.proto);
+        let k = &k.0;
+        let kind = k.addr_kind();
+        let sym = k.ports_symmetric();
         let r = &mut self.rec;
         r.probe_id = self.cfg.probe_id;
         r.seq = self.seq;
         r.cause = cause;
         r.addr_kind = kind;
         r.proto = k.proto;
-        r.ethertype = k.ethertype;
+        r.ethertype = k.record_ethertype();
         let (sa, da, sp, dp) = if face.init_is_a {
             (k.a, k.b, k.port_a, k.port_b)
         } else {
@@ -1055,11 +971,7 @@ impl Merger {
         let g = self.stats.clone();
         let lg = std::mem::replace(&mut self.last_global, g.clone());
         for p in 0..self.inputs.len() {
-            let o = if p == 0 {
-                Offset::default()
-            } else {
-                self.clocks[p].estimate()
-            };
+            let o = self.offset_est(p);
             let inp = &mut self.inputs[p];
             let mut fl = 0;
             if p == 0 {
@@ -1069,9 +981,6 @@ impl Merger {
             }
             if o.offset_ns.unsigned_abs() > self.cfg.skew_limit_ns {
                 fl |= merge_flags::SKEW_ALARM;
-            }
-            if inp.stalled {
-                fl |= merge_flags::STALLED;
             }
             if last {
                 fl |= merge_flags::FINAL;
@@ -1137,17 +1046,6 @@ impl Merger {
         }
         let t = self.merged_to.max(now);
         self.maybe_stats(t, true, sink);
-    }
-
-    /// Counters of `input` so far.
-    pub fn input_stats(&self, input: usize) -> MergeStatus {
-        self.inputs[input].stats
-    }
-
-    /// Marks `input` as not waited for (live: its stream is stalled past the hold time).
-    pub fn set_stalled(&mut self, input: usize, stalled: bool) {
-        self.inputs[input].stalled = stalled;
-        self.inputs[input].done = stalled;
     }
 }
 

@@ -86,6 +86,18 @@ impl Default for EngineConfig {
     }
 }
 
+impl EngineConfig {
+    /// The idle timeout of a flow with key `k`.
+    pub fn idle_ns(&self, k: &FlowKey) -> u64 {
+        match (k.kind, k.proto) {
+            (4 | 6, 6) => self.tcp_idle_ns,
+            (4 | 6, 17) => self.udp_idle_ns,
+            (4, 1) | (6, 58) => self.icmp_idle_ns,
+            _ => self.other_idle_ns,
+        }
+    }
+}
+
 /// Engine counters (plain fields: one owner, read between batches).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EngineStats {
@@ -377,12 +389,7 @@ impl Engine {
     }
 
     fn idle_ns(&self, k: &FlowKey) -> u64 {
-        match (k.kind, k.proto) {
-            (4 | 6, 6) => self.cfg.tcp_idle_ns,
-            (4 | 6, 17) => self.cfg.udp_idle_ns,
-            (4, 1) | (6, 58) => self.cfg.icmp_idle_ns,
-            _ => self.cfg.other_idle_ns,
-        }
+        self.cfg.idle_ns(k)
     }
 
     #[inline]
@@ -694,13 +701,7 @@ impl Engine {
         r.cause = cause;
         r.addr_kind = f.key.addr_kind();
         r.proto = f.key.proto;
-        r.ethertype = if f.key.kind == AddrKind::L2 as u8 {
-            f.key.ethertype
-        } else if f.key.kind == AddrKind::Ipv6 as u8 {
-            0x86dd
-        } else {
-            0x0800
-        };
+        r.ethertype = f.key.record_ethertype();
         let icmp = matches!((f.key.kind, f.key.proto), (4, 1) | (6, 58));
         let (sa, da, sp, dp) = if f.init_is_a {
             (f.key.a, f.key.b, f.key.port_a, f.key.port_b)

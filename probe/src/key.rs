@@ -25,8 +25,36 @@ impl FlowKey {
     /// True for protocols whose "ports" are not per-endpoint (ICMP type/id): only the
     /// addresses are ordered when canonicalising.
     #[inline]
-    fn ports_symmetric(&self) -> bool {
+    pub fn ports_symmetric(&self) -> bool {
         matches!((self.kind, self.proto), (4, 1) | (6, 58)) || self.kind == 0
+    }
+
+    /// The `ethertype` a record of this flow carries: the frame's for L2 flows, the IP
+    /// version's otherwise.
+    pub fn record_ethertype(&self) -> u16 {
+        match self.addr_kind() {
+            AddrKind::L2 => self.ethertype,
+            AddrKind::Ipv6 => 0x86dd,
+            AddrKind::Ipv4 => 0x0800,
+        }
+    }
+
+    /// The (directional) key of a record: its initiator as endpoint `a`. Canonicalise it to
+    /// meet the probe's own key for the flow.
+    pub fn of_record(r: &tapflow_record::FlowRecord) -> FlowKey {
+        FlowKey {
+            a: r.saddr.0,
+            b: r.daddr.0,
+            port_a: r.sport,
+            port_b: r.dport,
+            proto: r.proto,
+            kind: r.addr_kind as u8,
+            ethertype: if r.addr_kind == AddrKind::L2 {
+                r.ethertype
+            } else {
+                0
+            },
+        }
     }
 
     /// Orders the endpoints. Returns the canonical key and `true` when the packet travels from

@@ -467,11 +467,11 @@ pub mod merge_flags {
     pub const SKEW_ALARM: u32 = 0x02;
     /// No offset evidence yet (no handshake split between this probe and the reference).
     pub const NO_OFFSET: u32 = 0x04;
-    /// The probe's stream fell behind by more than the hold time and was not waited for.
+    /// Reserved (live daemon): the probe's stream fell behind by more than the hold time.
     pub const STALLED: u32 = 0x08;
     /// The merge daemon's last status record (shutting down).
     pub const FINAL: u32 = 0x10;
-    /// The probe is disconnected.
+    /// Reserved (live daemon): the probe is disconnected.
     pub const DISCONNECTED: u32 = 0x20;
 }
 
