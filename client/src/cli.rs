@@ -52,7 +52,8 @@ pub struct ReadArgs {
     pub stream: Option<String>,
 
     /// Print the probes' status records (per worker and interval: packets seen, delivered,
-    /// dropped, decoded; flows; records) instead of flow records
+    /// dropped, decoded; flows; records) and tapflow-merge's (per input and interval: records
+    /// in, duplicates, gaps, late, clock offset, joined, one-sided) instead of flow records
     #[arg(long)]
     pub status: bool,
 

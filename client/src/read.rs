@@ -4,7 +4,9 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
-use tapflow_record::{status_flags, FlowRecord, ProbeStatus, RecordError, RecordReader};
+use tapflow_record::{
+    merge_flags, status_flags, FlowRecord, MergeStatus, ProbeStatus, RecordError, RecordReader,
+};
 
 use crate::cli::ReadArgs;
 use crate::fields::{parse_selection, FIELDS};
@@ -120,7 +122,7 @@ struct StatusStyle {
 }
 
 struct Job {
-    /// Print probe-status records (and only those).
+    /// Print probe- and merge-status records (and only those).
     status: Option<StatusStyle>,
     printer: Printer,
     filter: Option<Filter>,
@@ -214,11 +216,17 @@ impl Job {
                 None => break,
             };
             if let Some(st) = &self.status {
-                if let Some(s) = &rec.status {
-                    if let Err(e) = print_status(&rec, s, st, out) {
-                        return Ok(Err(e.into()));
-                    }
-                    self.printed += 1;
+                let r = if let Some(s) = &rec.status {
+                    Some(print_status(&rec, s, st, out))
+                } else {
+                    rec.merge
+                        .as_ref()
+                        .map(|m| print_merge_status(&rec, m, st, out))
+                };
+                match r {
+                    Some(Err(e)) => return Ok(Err(e.into())),
+                    Some(Ok(())) => self.printed += 1,
+                    None => {}
                 }
                 continue;
             }
@@ -290,6 +298,71 @@ fn print_status(
     }
     if s.flags & status_flags::FINAL != 0 {
         write!(out, " final")?;
+    }
+    writeln!(out)
+}
+
+/// One merge-status record (tapflow-merge's counters for one input).
+fn print_merge_status(
+    rec: &FlowRecord,
+    m: &MergeStatus,
+    st: &StatusStyle,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let fields: [(&str, i128); 13] = [
+        ("records_in", m.records_in.into()),
+        ("duplicates", m.duplicates.into()),
+        ("gaps", m.gaps.into()),
+        ("late", m.late.into()),
+        ("offset_ns", m.offset_ns.into()),
+        ("offset_err_ns", m.offset_err_ns.into()),
+        ("offset_pairs", m.offset_pairs.into()),
+        ("joined", m.joined.into()),
+        ("one_sided", m.one_sided.into()),
+        ("records_out", m.records_out.into()),
+        ("evictions", m.evictions.into()),
+        ("active_flows", m.active_flows.into()),
+        ("flags", m.flags.into()),
+    ];
+    let names = [
+        (merge_flags::REFERENCE, "reference"),
+        (merge_flags::SKEW_ALARM, "skew-alarm"),
+        (merge_flags::NO_OFFSET, "no-offset"),
+        (merge_flags::STALLED, "stalled"),
+        (merge_flags::FINAL, "final"),
+        (merge_flags::DISCONNECTED, "disconnected"),
+    ];
+    let secs = |ns: u64| format!("{}.{:06}", ns / 1_000_000_000, ns % 1_000_000_000 / 1000);
+    if st.json {
+        write!(
+            out,
+            "{{\"merger\":{},\"input_probe\":{},\"stime\":{},\"ltime\":{}",
+            rec.probe_id,
+            m.probe,
+            secs(rec.stime_ns),
+            secs(rec.ltime_ns)
+        )?;
+        for (k, v) in fields {
+            write!(out, ",\"{k}\":{v}")?;
+        }
+        return writeln!(out, "}}");
+    }
+    let mut t = String::new();
+    crate::format::push_time(&mut t, rec.ltime_ns, st.epoch);
+    write!(
+        out,
+        "{t} merger {} input probe {} interval {:.3}s",
+        rec.probe_id,
+        m.probe,
+        rec.ltime_ns.saturating_sub(rec.stime_ns) as f64 / 1e9
+    )?;
+    for (k, v) in fields {
+        write!(out, " {k} {v}")?;
+    }
+    for (bit, name) in names {
+        if m.flags & bit != 0 {
+            write!(out, " {name}")?;
+        }
     }
     writeln!(out)
 }

@@ -19,7 +19,7 @@ const EPOCH_NS: u64 = 60_000_000_000;
 /// Epochs the estimate looks back over.
 const EPOCHS: usize = 10;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 struct Bucket {
     epoch: u64,
     upper: i64,
@@ -37,7 +37,7 @@ impl Bucket {
 }
 
 /// The estimate for one probe.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Offset {
     /// Probe clock minus reference clock, ns.
     pub offset_ns: i64,
@@ -52,8 +52,8 @@ pub struct Offset {
     pub inconsistent: bool,
 }
 
-/// Bounds and estimate for one non-reference probe.
-#[derive(Clone, Debug)]
+/// Bounds and estimate for one non-reference probe (serde: part of the merger's snapshot).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct OffsetEstimator {
     buckets: [Bucket; EPOCHS],
     pairs: u64,

@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod clock;
+pub mod daemon;
 pub mod merger;
 
 pub use merger::{MergeConfig, MergeSink, MergeStats, Merger};

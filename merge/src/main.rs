@@ -1,6 +1,8 @@
 //! `tapflow-merge`: joins the one-way records of the probes on the two legs of a split tap.
 //!
 //! Offline: `tapflow-merge -r a.tfr -r b.tfr -w merged.tfr`.
+//! Live: `tapflow-merge --config merge.toml` (probes connect and stream their records).
+//! Certificates: `tapflow-merge --gen-certs DIR --server-name merge.example --client leg-a …`.
 
 use clap::Parser;
 use std::fs::File;
@@ -26,11 +28,26 @@ use tapflow_record::{
 #[command(name = "tapflow-merge", version, about, long_about = None)]
 struct Args {
     /// Record file of one probe (repeat: one per leg). The first is the clock reference.
-    #[arg(short = 'r', value_name = "RECORDS", required = true)]
+    #[arg(short = 'r', value_name = "RECORDS")]
     read: Vec<String>,
     /// Merged record output (`-` = stdout).
-    #[arg(short = 'w', value_name = "OUT", required = true)]
-    write: String,
+    #[arg(short = 'w', value_name = "OUT")]
+    write: Option<String>,
+    /// Live daemon: configuration file (TOML, see deploy/merge.example.toml).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["read", "write"])]
+    config: Option<String>,
+    /// Live daemon: stop after this long (seconds) [until SIGTERM/SIGINT].
+    #[arg(long, value_name = "SECONDS", requires = "config")]
+    duration: Option<f64>,
+    /// Write a CA, a daemon certificate and probe certificates (PEM) into DIR, then exit.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["read", "write", "config"])]
+    gen_certs: Option<String>,
+    /// With --gen-certs: a name (DNS name or IP address) the daemon certificate carries; repeat.
+    #[arg(long, value_name = "NAME", requires = "gen_certs")]
+    server_name: Vec<String>,
+    /// With --gen-certs: a probe certificate to make (its common name); repeat.
+    #[arg(long, value_name = "NAME", requires = "gen_certs")]
+    client: Vec<String>,
     /// Probe id written into merged records.
     #[arg(long, default_value_t = 0)]
     probe_id: u32,
@@ -69,6 +86,67 @@ struct Args {
     quiet: bool,
 }
 
+/// The live daemon.
+fn live(path: &str, duration: Option<f64>, stats_json: Option<&str>, quiet: bool) -> ExitCode {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let mut cfg = match tapflow_merge::daemon::read_config(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tapflow-merge: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(d) = duration {
+        cfg.duration = tapflow_probe::daemon::config::Dur::Secs(d);
+    }
+    if let Err(e) = cfg.validate() {
+        eprintln!("tapflow-merge: {path}: {e}");
+        return ExitCode::from(2);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("tapflow-merge: cannot install signal handlers: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    match tapflow_merge::daemon::run(&cfg, stop) {
+        Ok(s) => {
+            if !quiet {
+                eprintln!(
+                    "tapflow-merge: {} chunks ({} duplicate, {} missing, {} damaged), {} records in, {} out; {} joined, {} one-sided; {} commits{}",
+                    s.chunks,
+                    s.duplicate_chunks,
+                    s.missing_chunks,
+                    s.damaged_chunks,
+                    s.merge.records_in,
+                    s.merge.records_out,
+                    s.merge.joined,
+                    s.merge.one_sided,
+                    s.commits,
+                    if s.restored { " (continued from committed state)" } else { "" }
+                );
+            }
+            if let Some(p) = stats_json {
+                if let Err(e) = std::fs::write(p, s.to_json()) {
+                    eprintln!("tapflow-merge: {p}: {e}");
+                    return ExitCode::from(3);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tapflow-merge: {e}");
+            ExitCode::from(if e.starts_with("output") || e.starts_with("state") {
+                3
+            } else {
+                2
+            })
+        }
+    }
+}
+
 fn ns(s: f64) -> u64 {
     (s.max(0.0) * 1e9) as u64
 }
@@ -95,6 +173,35 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
+    };
+    if let Some(dir) = &a.gen_certs {
+        if a.server_name.is_empty() || a.client.is_empty() {
+            eprintln!("tapflow-merge: --gen-certs needs --server-name and at least one --client");
+            return ExitCode::from(2);
+        }
+        return match tapflow_probe::daemon::tls::generate(
+            std::path::Path::new(dir),
+            &a.server_name,
+            &a.client,
+        ) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tapflow-merge: {e}");
+                ExitCode::from(3)
+            }
+        };
+    }
+    if let Some(path) = &a.config {
+        return live(path, a.duration, a.stats_json.as_deref(), a.quiet);
+    }
+    let Some(write) = a.write.clone() else {
+        eprintln!("tapflow-merge: give -w OUT (offline) or --config FILE (live daemon)");
+        return ExitCode::from(2);
     };
     if a.read.len() < 2 {
         eprintln!("tapflow-merge: give one -r per probe (at least two)");
@@ -136,13 +243,13 @@ fn main() -> ExitCode {
             }
         }
     }
-    let out: Box<dyn Write> = if a.write == "-" {
+    let out: Box<dyn Write> = if write == "-" {
         Box::new(io::stdout().lock())
     } else {
-        match File::create(&a.write) {
+        match File::create(&write) {
             Ok(f) => Box::new(f),
             Err(e) => {
-                eprintln!("tapflow-merge: {}: {e}", a.write);
+                eprintln!("tapflow-merge: {}: {e}", write);
                 return ExitCode::from(3);
             }
         }
@@ -160,7 +267,7 @@ fn main() -> ExitCode {
     let mut sink = match RecordWriter::new(BufWriter::new(out), &header, WriterOptions::default()) {
         Ok(w) => Out { w, err: None },
         Err(e) => {
-            eprintln!("tapflow-merge: {}: {e}", a.write);
+            eprintln!("tapflow-merge: {}: {e}", write);
             return ExitCode::from(3);
         }
     };
@@ -205,7 +312,7 @@ fn main() -> ExitCode {
         }
         m.advance(&mut sink);
         if let Some(e) = sink.err.take() {
-            eprintln!("tapflow-merge: {}: {e}", a.write);
+            eprintln!("tapflow-merge: {}: {e}", write);
             return ExitCode::from(3);
         }
     }
@@ -215,7 +322,7 @@ fn main() -> ExitCode {
         None => sink.w.finish().and_then(|mut w| w.flush()),
     };
     if let Err(e) = res {
-        eprintln!("tapflow-merge: {}: {e}", a.write);
+        eprintln!("tapflow-merge: {}: {e}", write);
         return ExitCode::from(3);
     }
     let elapsed = t0.elapsed().as_secs_f64();

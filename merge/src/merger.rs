@@ -19,6 +19,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use bincode::Options as _;
+use serde::{Deserialize, Serialize};
+
 use crate::clock::{Offset, OffsetEstimator};
 use tapflow_probe::key::FlowKey;
 use tapflow_probe::EngineConfig;
@@ -71,8 +74,9 @@ impl<F: FnMut(&FlowRecord)> MergeSink for F {
 }
 
 /// The probe's canonical flow key, hashed once with its own hash (the default SipHash costs
-/// more than the rest of a merge step).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// more than the rest of a merge step). Serde: a newtype encodes as its key, so the snapshot's
+/// flow table is plain (FlowKey, Flow) pairs. Ord: see `run_timers`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 struct Key(FlowKey);
 
 impl std::hash::Hash for Key {
@@ -116,7 +120,7 @@ const TCP_FIN: u8 = 0x01;
 const TCP_ACK: u8 = 0x10;
 
 /// What the first (earliest) half says about the flow as a whole.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 struct Face {
     init_is_a: bool,
     dir_guessed: bool,
@@ -129,7 +133,7 @@ struct Face {
 }
 
 /// Handshake evidence: raw times on the clock of the input that saw each packet.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 struct Hs {
     syn: u64,
     syn_in: u8,
@@ -143,7 +147,7 @@ struct Hs {
     used: u8,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Flow {
     face: Face,
     /// Corrected time of the earliest half's first packet (decides `face`), u64::MAX if none.
@@ -200,23 +204,30 @@ impl Default for Flow {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Input {
     probe_id: Option<u32>,
     queue: VecDeque<FlowRecord>,
     /// Smallest ltime in `queue` (raw).
     min_ltime: u64,
-    /// Largest ltime per worker (seq >> 48), raw; the watermark is the minimum over workers.
-    worker_ltime: HashMap<u16, u64>,
-    /// Next expected seq per worker.
-    next_seq: HashMap<u16, u64>,
+    /// Largest ltime per (probe run, worker), raw; the watermark is the minimum over the
+    /// workers of the newest run.
+    worker_ltime: HashMap<(u64, u16), u64>,
+    /// Next expected seq per (probe run, worker): a restarted probe counts from 0 again.
+    next_seq: HashMap<(u64, u16), u64>,
+    /// Newest probe run seen (live transport; 0 for files).
+    run: u64,
     done: bool,
+    /// Silent or disconnected beyond the hold time: merging no longer waits for it.
+    stalled: bool,
+    /// Connected to the daemon (always true for files).
+    disconnected: bool,
     stats: MergeStatus,
     last_stats: MergeStatus,
 }
 
 /// Merge counters (cumulative).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MergeStats {
     pub records_in: u64,
     pub duplicates: u64,
@@ -324,6 +335,12 @@ impl Merger {
     /// Takes one record from `input`. Probe-status and two-way records pass straight through;
     /// one-way half-records are buffered until their interval can be merged.
     pub fn push(&mut self, input: usize, rec: FlowRecord, sink: &mut impl MergeSink) {
+        self.push_run(input, 0, rec, sink)
+    }
+
+    /// [`Merger::push`] for a record of probe run `run` (the live transport names the run, so
+    /// a restarted probe's sequence numbers, which start again at 0, are not duplicates).
+    pub fn push_run(&mut self, input: usize, run: u64, rec: FlowRecord, sink: &mut impl MergeSink) {
         let late = rec.ltime_ns != 0
             && self.merged_to != 0
             && rec.src.pkts + rec.dst.pkts > 0
@@ -334,11 +351,16 @@ impl Merger {
         if rec.merge.is_none() {
             inp.probe_id.get_or_insert(rec.probe_id);
         }
-        // Duplicates and gaps, per probe worker (seq high bits).
+        if run > inp.run {
+            // The probe restarted: its old run's workers no longer hold the watermark back.
+            inp.run = run;
+            inp.worker_ltime.retain(|&(r, _), _| r >= run);
+        }
+        // Duplicates and gaps, per probe run and worker (seq high bits).
         let worker = (rec.seq >> 48) as u16;
         let next = inp
             .next_seq
-            .entry(worker)
+            .entry((run, worker))
             .or_insert(rec.seq & !((1 << 48) - 1));
         if rec.seq < *next {
             inp.stats.duplicates += 1;
@@ -350,8 +372,8 @@ impl Merger {
             self.stats.gaps += rec.seq - *next;
         }
         *next = rec.seq + 1;
-        if rec.ltime_ns != 0 {
-            let w = inp.worker_ltime.entry(worker).or_insert(0);
+        if rec.ltime_ns != 0 && run == inp.run {
+            let w = inp.worker_ltime.entry((run, worker)).or_insert(0);
             *w = (*w).max(rec.ltime_ns);
         }
         if rec.is_meta() || rec.observed == observed::SRC_TO_DST | observed::DST_TO_SRC {
@@ -378,6 +400,20 @@ impl Merger {
         self.inputs[input].done = true;
     }
 
+    /// Live daemon: `input` is disconnected (`connected` false) and/or has been silent beyond
+    /// the hold time (`stalled`): while stalled, intervals are merged without waiting for it,
+    /// and what it sends later is applied late. Both show in its merge-status records.
+    pub fn set_input_state(&mut self, input: usize, connected: bool, stalled: bool) {
+        let inp = &mut self.inputs[input];
+        inp.disconnected = !connected;
+        inp.stalled = stalled;
+    }
+
+    /// Number of inputs.
+    pub fn inputs(&self) -> usize {
+        self.inputs.len()
+    }
+
     /// Raw watermark of `input` (u64::MAX once it ended): how far its stream has got.
     pub fn watermark_of(&self, input: usize) -> u64 {
         self.watermark(input)
@@ -387,7 +423,7 @@ impl Merger {
     /// arrived.
     fn watermark(&self, input: usize) -> u64 {
         let inp = &self.inputs[input];
-        if inp.done {
+        if inp.done || inp.stalled {
             return u64::MAX;
         }
         let i = self.interval();
@@ -438,6 +474,23 @@ impl Merger {
                 break;
             }
             self.merge_window(t, sink);
+        }
+        // A quiet link (live): no halves, but the probes' status records move time on, and a
+        // probe's timers would run. Run the merged flows' timers at every boundary all inputs
+        // have passed, exactly as merging an empty interval would.
+        if self.timers_to == 0 || self.inputs.iter().all(|inp| inp.done || inp.stalled) {
+            return;
+        }
+        let i = self.interval();
+        loop {
+            let b = self.timers_to + i;
+            if !self.ready(b + i) || self.next_window().is_some_and(|w| w <= b + i) {
+                break;
+            }
+            self.run_timers(b, sink);
+            self.timers_to = b;
+            self.merged_to = self.merged_to.max(b);
+            self.maybe_stats(b, false, sink);
         }
     }
 
@@ -753,6 +806,11 @@ impl Merger {
                 status.push(*k);
             }
         }
+        // Records go out (and take their seq) in key order, not the table's: a table rebuilt
+        // from a snapshot iterates in another order, and a restored merger must write exactly
+        // the records the original would have.
+        ended.sort_unstable_by_key(|e| e.0);
+        status.sort_unstable();
         for (k, c) in ended {
             if let Some(f) = self.flows.remove(&k) {
                 self.emit(&k, f, c, sink);
@@ -985,6 +1043,12 @@ impl Merger {
             if last {
                 fl |= merge_flags::FINAL;
             }
+            if inp.stalled {
+                fl |= merge_flags::STALLED;
+            }
+            if inp.disconnected {
+                fl |= merge_flags::DISCONNECTED;
+            }
             let cur = inp.stats;
             let prev = inp.last_stats;
             inp.last_stats = cur;
@@ -1032,7 +1096,8 @@ impl Merger {
             .max()
             .unwrap_or(0)
             .max(self.max_ns);
-        let keys: Vec<Key> = self.flows.keys().copied().collect();
+        let mut keys: Vec<Key> = self.flows.keys().copied().collect();
+        keys.sort_unstable(); // as in `run_timers`
         for k in keys {
             let f = self.flows.remove(&k).expect("present");
             let cause = if f.close_at != 0 {
@@ -1048,6 +1113,193 @@ impl Merger {
         self.maybe_stats(t, true, sink);
     }
 }
+
+/// Snapshot magic; its last byte is the format version (bump it when [`SnapBody`] or any type
+/// in it changes: bincode is positional, an old snapshot would not decode as the new layout).
+const SNAP_MAGIC: &[u8; 8] = b"TFMSNAP2";
+
+/// What a snapshot carries: every field of [`Merger`] but the config and the scratch buffers.
+/// Generic so that one field list serves both ways: borrowed to write, owned to read (bincode
+/// encodes `&T` as `T`).
+#[derive(Serialize, Deserialize)]
+struct SnapBody<In, Cl, Fl, St> {
+    inputs: In,
+    clocks: Cl,
+    flows: Fl,
+    merged_to: u64,
+    timers_to: u64,
+    buffered: usize,
+    seq: u64,
+    stats: St,
+    last_global: St,
+    next_stats_ns: u64,
+    max_ns: u64,
+}
+
+/// Passes writes through, keeping the CRC-32C of what went by.
+struct CrcWriter<W> {
+    inner: W,
+    crc: u32,
+}
+
+impl<W: std::io::Write> std::io::Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Passes reads through, keeping the CRC-32C of what went by.
+struct CrcReader<R> {
+    inner: R,
+    crc: u32,
+}
+
+impl<R: std::io::Read> std::io::Read for CrcReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        Ok(n)
+    }
+}
+
+fn snap_err(msg: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
+}
+
+impl Merger {
+    /// Writes the merger's whole state (all but `cfg`) so that [`Merger::restore`] can carry
+    /// on exactly where it stood: a daemon that snapshots, say, after each merged interval and
+    /// restores after a crash neither loses nor repeats records (the probes' spools replay
+    /// what came after the snapshot; its duplicates are dropped by sequence number).
+    ///
+    /// Layout: magic `TFMSNAP2`, input count (u32 LE), bincode body (varint), CRC-32C (u32 LE) of all
+    /// that precedes it. Buffered internally; `w` is flushed at the end.
+    pub fn snapshot(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        use std::io::Write;
+        let n = u32::try_from(self.inputs.len()).map_err(|_| snap_err("too many inputs"))?;
+        let mut cw = CrcWriter {
+            inner: std::io::BufWriter::new(&mut *w),
+            crc: 0,
+        };
+        cw.write_all(SNAP_MAGIC)?;
+        cw.write_all(&n.to_le_bytes())?;
+        let body = SnapBody {
+            inputs: &self.inputs,
+            clocks: &self.clocks,
+            flows: &self.flows,
+            merged_to: self.merged_to,
+            timers_to: self.timers_to,
+            buffered: self.buffered,
+            seq: self.seq,
+            stats: &self.stats,
+            last_global: &self.last_global,
+            next_stats_ns: self.next_stats_ns,
+            max_ns: self.max_ns,
+        };
+        snap_options()
+            .serialize_into(&mut cw, &body)
+            .map_err(|e| bincode_to_io(*e))?;
+        let crc = cw.crc;
+        cw.inner.write_all(&crc.to_le_bytes())?;
+        cw.inner.flush()?;
+        Ok(())
+    }
+
+    /// Rebuilds a merger from [`Merger::snapshot`] output, with `cfg` (which should be the
+    /// config the snapshot was taken under: the flows' timers follow it). Fails, without
+    /// panicking, on a snapshot that is truncated, corrupt (checksum), of another format
+    /// version, or of another number of inputs than `inputs`. Reads exactly the snapshot's
+    /// bytes and no further, so `r` should be buffered (e.g. a `BufReader`).
+    pub fn restore(
+        cfg: MergeConfig,
+        inputs: usize,
+        r: &mut impl std::io::Read,
+    ) -> std::io::Result<Merger> {
+        use std::io::Read;
+        let want = inputs.max(1); // as `new`
+        let mut cr = CrcReader {
+            inner: &mut *r,
+            crc: 0,
+        };
+        let mut head = [0u8; 12];
+        cr.read_exact(&mut head)?;
+        if &head[..8] != SNAP_MAGIC {
+            return Err(snap_err("not a merger snapshot of this format version"));
+        }
+        let n = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")) as usize;
+        if n != want {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("snapshot has {n} inputs, the merger {want}"),
+            ));
+        }
+        let body: SnapBody<Vec<Input>, Vec<OffsetEstimator>, KeyMap<Flow>, MergeStats> =
+            snap_options()
+                .deserialize_from(&mut cr)
+                .map_err(|e| bincode_to_io(*e))?;
+        let crc = cr.crc;
+        let mut tail = [0u8; 4];
+        r.read_exact(&mut tail)?;
+        if u32::from_le_bytes(tail) != crc {
+            return Err(snap_err("snapshot checksum mismatch"));
+        }
+        // Invariants the merge relies on (indexing by input, the buffered count).
+        if body.inputs.len() != n || body.clocks.len() != n {
+            return Err(snap_err("snapshot input tables disagree with its header"));
+        }
+        let queued: usize = body.inputs.iter().map(|i| i.queue.len()).sum();
+        if queued != body.buffered {
+            return Err(snap_err(format!(
+                "snapshot buffers {queued} records but counts {}",
+                body.buffered
+            )));
+        }
+        Ok(Merger {
+            cfg,
+            inputs: body.inputs,
+            clocks: body.clocks,
+            flows: body.flows,
+            merged_to: body.merged_to,
+            timers_to: body.timers_to,
+            buffered: body.buffered,
+            seq: body.seq,
+            stats: body.stats,
+            last_global: body.last_global,
+            next_stats_ns: body.next_stats_ns,
+            max_ns: body.max_ns,
+            // Scratch: rebuilt on use.
+            rec: FlowRecord::default(),
+            scratch: Vec::new(),
+            order: Vec::new(),
+        })
+    }
+}
+
+/// bincode's I/O errors (a truncated snapshot: unexpected EOF) stay as they are; anything
+/// else is a corrupt snapshot.
+/// Varint integers: most counters and times are small or share their high bytes, which halves
+/// the state a commit writes.
+fn snap_options() -> impl bincode::Options {
+    bincode::DefaultOptions::new()
+        .with_varint_encoding()
+        .allow_trailing_bytes()
+}
+
+fn bincode_to_io(e: bincode::ErrorKind) -> std::io::Error {
+    match e {
+        bincode::ErrorKind::Io(io) => io,
+        other => snap_err(format!("corrupt snapshot: {other}")),
+    }
+}
+
+#[cfg(test)]
+#[path = "snapshot_tests.rs"]
+mod snapshot_tests;
 
 /// Adds one half-record's direction to the pending deltas of that direction.
 fn add_dir(acc: &mut DirStats, x: &DirStats) {

@@ -4,7 +4,21 @@
 use tapflow_record::AddrKind;
 
 /// A fixed-size, `Copy` flow key (40 bytes). In canonical form endpoint `a` is the smaller one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+/// Serde: the merge daemon's snapshots carry keys. Ord: a layout-independent order for
+/// anything that must not depend on a hash table's iteration order.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Default,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[repr(C)]
 pub struct FlowKey {
     pub a: [u8; 16],

@@ -137,6 +137,30 @@ struct Args {
     /// Live: stop after this long [run until SIGTERM/SIGINT].
     #[arg(long, value_name = "DURATION")]
     duration: Option<String>,
+    /// Live, split-tap leg: stream records to tapflow-merge at HOST:PORT (through the spool).
+    #[arg(long, value_name = "HOST:PORT")]
+    merge_to: Option<String>,
+    /// Live: spool directory for --merge-to [/var/lib/tapflow/spool].
+    #[arg(long, value_name = "DIR")]
+    spool: Option<String>,
+    /// Live: spool size limit in bytes [4 GiB].
+    #[arg(long, value_name = "BYTES")]
+    spool_max: Option<u64>,
+    /// Live: at shutdown, keep delivering the spool this long [30s].
+    #[arg(long, value_name = "DURATION")]
+    merge_drain: Option<String>,
+    /// Live: TLS to the merge daemon: CA certificate (PEM) that signed the daemon's certificate.
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<String>,
+    /// Live: TLS: this probe's certificate (PEM).
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<String>,
+    /// Live: TLS: this probe's private key (PEM).
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<String>,
+    /// Live: TLS: name the daemon's certificate must carry [host of --merge-to].
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
 }
 
 fn secs(name: &str, v: f64) -> Result<u64, String> {
@@ -271,6 +295,44 @@ fn live_config(a: &Args) -> Result<Config, String> {
     }
     if let Some(u) = &a.user {
         c.user = Some(u.clone());
+    }
+    if let Some(t) = &a.merge_to {
+        c.output.merge.get_or_insert_with(Default::default).to = t.clone();
+    }
+    let any_merge_flag = a.spool.is_some()
+        || a.spool_max.is_some()
+        || a.merge_drain.is_some()
+        || a.tls_ca.is_some()
+        || a.tls_cert.is_some()
+        || a.tls_key.is_some()
+        || a.server_name.is_some();
+    if any_merge_flag {
+        let Some(m) = c.output.merge.as_mut() else {
+            return Err("--spool, --tls-* and --server-name need --merge-to".into());
+        };
+        if let Some(v) = &a.spool {
+            m.spool = v.clone();
+        }
+        if let Some(v) = a.spool_max {
+            m.spool_max = v;
+        }
+        if let Some(v) = dur("merge-drain", &a.merge_drain)? {
+            m.drain = v;
+        }
+        if let Some(v) = &a.server_name {
+            m.server_name = Some(v.clone());
+        }
+        match (&a.tls_ca, &a.tls_cert, &a.tls_key) {
+            (None, None, None) => {}
+            (Some(ca), Some(cert), Some(key)) => {
+                m.tls = Some(tapflow_probe::daemon::tls::TlsFiles {
+                    ca: ca.clone(),
+                    cert: cert.clone(),
+                    key: key.clone(),
+                })
+            }
+            _ => return Err("TLS needs all of --tls-ca, --tls-cert and --tls-key".into()),
+        }
     }
     if let Some(v) = dur("stats-interval", &a.stats_interval)? {
         c.stats_interval = v;

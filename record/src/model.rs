@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// What kind of endpoint addresses a record carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[repr(u8)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum AddrKind {
     /// Non-IP frame: addresses are MAC addresses (first 6 bytes), `ethertype` says what it was.
     #[default]
@@ -31,6 +32,7 @@ impl AddrKind {
 
 /// An endpoint address stored in 16 bytes: IPv4 in the first 4, MAC in the first 6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Addr(pub [u8; 16]);
 
 impl Addr {
@@ -86,6 +88,7 @@ pub fn fmt_mac(f: &mut fmt::Formatter<'_>, m: &[u8; 6]) -> fmt::Result {
 /// Why a record was emitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Cause {
     /// First report of a flow that is still active (only when start records are enabled).
     Start = 0,
@@ -133,6 +136,7 @@ impl Cause {
 /// Connection state as Argus names it (`state` column).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum FlowState {
     /// Nothing TCP-specific: see `derived_state` for the Argus-style INT/REQ/RSP/CON.
     #[default]
@@ -243,6 +247,7 @@ pub mod tcp_opts {
 
 /// What one side of the flow sent during the record's interval.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct DirStats {
     /// Packets.
     pub pkts: u64,
@@ -289,6 +294,7 @@ pub struct DirStats {
 
 /// The encapsulation a flow was seen in: kinds (bit set), a tunnel id and the outer addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Encap {
     pub kinds: u16,
     /// VXLAN/GENEVE VNI, GTP-U TEID, GRE key or ERSPAN session, 0 if none.
@@ -305,6 +311,7 @@ pub struct Encap {
 /// still in the kernel ring at its end): `seen = delivered + ring_drops + filtered + passed +
 /// invalid`, `delivered = decoded + malformed`, `records = records_queued + records_dropped`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ProbeStatus {
     /// Worker index (one per NIC queue / fanout member).
     pub worker: u32,
@@ -405,6 +412,7 @@ pub mod status_flags {
 /// of a connection seen by two probes, fix the initiator and estimate the probes' clock offset
 /// (format 1.2). Times are ns since the epoch on the clock of the probe that saw the packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Handshake {
     /// The initiator's (last) SYN, 0 if not seen.
     pub syn_ns: u64,
@@ -428,6 +436,7 @@ impl Handshake {
 /// The merge daemon's own accounting for one input probe and interval (format 1.2), written
 /// as a merge-status record into the merged stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct MergeStatus {
     /// Probe id of the input this entry is about.
     pub probe: u32,
@@ -477,6 +486,7 @@ pub mod merge_flags {
 
 /// One flow record.
 #[derive(Clone, Debug, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FlowRecord {
     /// Probe that made the record and its per-probe sequence number (gaps mean lost records).
     pub probe_id: u32,

@@ -238,6 +238,67 @@ pub struct OutputSection {
     pub flush_interval: Dur,
     /// zstd level of the record blocks.
     pub zstd_level: i32,
+    /// Stream records to a merge daemon (split-tap leg).
+    pub merge: Option<MergeSection>,
+}
+
+/// `[output.merge]`: where a split-tap leg sends its records.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MergeSection {
+    /// `host:port` of `tapflow-merge`.
+    pub to: String,
+    /// Spool directory (chunks wait here until the daemon acknowledges them).
+    pub spool: String,
+    /// Spool size limit in bytes; beyond, new chunks are dropped and counted.
+    pub spool_max: u64,
+    /// TLS (required unless `to` is loopback): CA of the daemon's certificate, and this
+    /// probe's certificate and key.
+    pub tls: Option<crate::daemon::tls::TlsFiles>,
+    /// Name the daemon's certificate must carry (default: the host part of `to`).
+    pub server_name: Option<String>,
+    /// At shutdown, how long to keep trying to deliver the spool.
+    pub drain: Dur,
+}
+
+impl Default for MergeSection {
+    fn default() -> Self {
+        MergeSection {
+            to: String::new(),
+            spool: "/var/lib/tapflow/spool".into(),
+            spool_max: 4 << 30,
+            tls: None,
+            server_name: None,
+            drain: Dur::Secs(30.0),
+        }
+    }
+}
+
+impl MergeSection {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.to.is_empty() {
+            return Err("[output.merge] needs `to = \"host:port\"`".into());
+        }
+        if self.spool.is_empty() {
+            return Err("[output.merge] needs a spool directory".into());
+        }
+        if self.spool_max < 1 << 20 {
+            return Err("[output.merge] spool_max must be at least 1 MiB".into());
+        }
+        if self.tls.is_none() {
+            let addrs: Vec<std::net::SocketAddr> =
+                std::net::ToSocketAddrs::to_socket_addrs(&self.to)
+                    .map_err(|e| format!("[output.merge] to = {:?}: {e}", self.to))?
+                    .collect();
+            if addrs.is_empty() || !addrs.iter().all(crate::daemon::tls::is_loopback) {
+                return Err(format!(
+                    "[output.merge] to = {:?} is not loopback: records leave this host only over TLS with a client certificate (set [output.merge.tls] ca, cert, key)",
+                    self.to
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for OutputSection {
@@ -250,6 +311,7 @@ impl Default for OutputSection {
             client_buffer: 16 << 20,
             flush_interval: Dur::Secs(1.0),
             zstd_level: 3,
+            merge: None,
         }
     }
 }
@@ -347,8 +409,15 @@ impl Config {
         if self.output.file.is_none()
             && self.output.archive.is_none()
             && self.output.listen.is_none()
+            && self.output.merge.is_none()
         {
-            return Err("no output: give -w FILE, --archive TEMPLATE or --listen HOST:PORT".into());
+            return Err(
+                "no output: give -w FILE, --archive TEMPLATE, --listen HOST:PORT or --merge-to HOST:PORT"
+                    .into(),
+            );
+        }
+        if let Some(m) = &self.output.merge {
+            m.validate()?;
         }
         if self.workers == Some(0) || self.workers.is_some_and(|w| w > 64) {
             return Err("workers must be 1..=64".into());
@@ -383,6 +452,24 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_output_needs_tls_beyond_loopback() {
+        let base = "interfaces = [\"eth1\"]\n[output.merge]\n";
+        let c = Config::from_toml(&format!("{base}to = \"127.0.0.1:5610\"\n"), "t").unwrap();
+        c.validate().unwrap();
+        let c = Config::from_toml(&format!("{base}to = \"192.0.2.1:5610\"\n"), "t").unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.contains("not loopback") && e.contains("TLS"), "{e}");
+        let c = Config::from_toml(
+            &format!("{base}to = \"192.0.2.1:5610\"\n[output.merge.tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n"),
+            "t",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let c = Config::from_toml(&format!("{base}to = \"\"\n"), "t").unwrap();
+        assert!(c.validate().unwrap_err().contains("to ="));
+    }
 
     #[test]
     fn full_config_parses() {

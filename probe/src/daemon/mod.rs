@@ -8,7 +8,10 @@
 pub mod config;
 pub mod output;
 mod sources;
+pub mod spool;
 mod sys;
+pub mod tls;
+pub mod transport;
 pub mod worker;
 
 use std::fs::File;
@@ -22,9 +25,20 @@ use tapflow_record::ProbeStatus;
 
 pub use config::Config;
 
-/// One log line on stderr (the journal, under systemd).
+/// One log line on stderr (the journal, under systemd), prefixed with the program's name.
 pub fn log(msg: &str) {
-    eprintln!("tapflow-probe: {msg}");
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let name = NAME.get_or_init(|| {
+        std::env::args()
+            .next()
+            .and_then(|a| {
+                std::path::Path::new(&a)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "tapflow".into())
+    });
+    eprintln!("{name}: {msg}");
 }
 
 /// One worker's totals as JSON (for `--stats-json`), identities included.
@@ -60,6 +74,8 @@ pub struct LiveSummary {
     /// the output thread wrote, are in `output.workers`).
     pub workers: Vec<ProbeStatus>,
     pub output: output::OutputStats,
+    /// The merge spool and sender (split-tap legs).
+    pub spool: Option<spool::SpoolStats>,
     pub errors: Vec<String>,
 }
 
@@ -84,8 +100,14 @@ impl LiveSummary {
             .iter()
             .map(|e| format!("\"{}\"", e.replace('\\', "\\\\").replace('"', "\\\"")))
             .collect();
+        let sp = self.spool.as_ref().map_or(String::new(), |s| {
+            format!(
+                "\"spool\":{{\"chunks\":{},\"dropped_chunks\":{},\"dropped_bytes\":{},\"write_errors\":{},\"pending_bytes\":{},\"connections\":{}}},",
+                s.chunks, s.dropped_chunks, s.dropped_bytes, s.write_errors, s.pending_bytes, s.connections
+            )
+        });
         format!(
-            "{{\"elapsed_s\":{:.3},\"backend\":\"{}\",\"zero_copy\":{},\"copy_fallback\":{},\"flow_records\":{},\"status_records\":{},\"bytes\":{},\"archive_files\":{},\"archive_errors\":{},\"readers_served\":{},\"readers_dropped\":{},\"workers\":[{}],\"from_status\":[{}],\"errors\":[{}]}}\n",
+            "{{{sp}\"elapsed_s\":{:.3},\"backend\":\"{}\",\"zero_copy\":{},\"copy_fallback\":{},\"flow_records\":{},\"status_records\":{},\"bytes\":{},\"archive_files\":{},\"archive_errors\":{},\"readers_served\":{},\"readers_dropped\":{},\"workers\":[{}],\"from_status\":[{}],\"errors\":[{}]}}\n",
             self.elapsed.as_secs_f64(),
             self.backend,
             self.zero_copy,
@@ -175,6 +197,32 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<LiveSummary, String> {
         ))),
     };
     let mut own_dirs = Vec::new();
+    let mut spool = None;
+    let mut sender_cfg = None;
+    if let Some(m) = &cfg.output.merge {
+        let run = tapflow_capture::live::realtime_ns();
+        let sp = spool::Spool::open(std::path::Path::new(&m.spool), m.spool_max, run)?;
+        own_dirs.push(std::path::PathBuf::from(&m.spool));
+        let tls = match &m.tls {
+            Some(t) => Some(tls::client_config(t)?),
+            None => None,
+        };
+        sender_cfg = Some(spool::SenderConfig {
+            to: m.to.clone(),
+            server_name: m
+                .server_name
+                .clone()
+                .unwrap_or_else(|| spool::host_of(&m.to)),
+            tls,
+            probe_id: cfg.probe_id,
+            drain: Duration::from_secs_f64(m.drain.secs()),
+        });
+        log(&format!(
+            "split-tap leg: records go to the merge daemon {} (run {run}, spool {})",
+            m.to, m.spool
+        ));
+        spool = Some(sp);
+    }
     if let Some(t) = &cfg.output.archive {
         let base = output::template_base_dir(t);
         std::fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
@@ -209,6 +257,17 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<LiveSummary, String> {
         client_buffer: cfg.output.client_buffer,
         flush_ns: cfg.output.flush_interval.ns().max(10_000_000),
         zstd_level: cfg.output.zstd_level,
+        spool: spool.clone(),
+        resume: None,
+    };
+    let sender = match (spool.clone(), sender_cfg) {
+        (Some(sp), Some(sc)) => Some(
+            std::thread::Builder::new()
+                .name("tapflow-sender".into())
+                .spawn(move || spool::run_sender(sp, sc))
+                .map_err(|e| format!("cannot start the merge sender: {e}"))?,
+        ),
+        _ => None,
     };
     let rot = rotate.clone();
     let out_thread = std::thread::Builder::new()
@@ -287,6 +346,15 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<LiveSummary, String> {
         Ok(Ok(st)) => summary.output = st,
         Ok(Err(e)) => summary.errors.push(format!("output: {e}")),
         Err(_) => summary.errors.push("output thread panicked".into()),
+    }
+    if let Some(sp) = &spool {
+        sp.close();
+    }
+    if let Some(h) = sender {
+        match h.join() {
+            Ok(s) => summary.spool = Some(s),
+            Err(_) => summary.errors.push("merge sender panicked".into()),
+        }
     }
     if let Some(e) = &summary.output.file_error {
         summary.errors.push(format!("record file: {e}"));

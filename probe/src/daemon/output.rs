@@ -194,6 +194,80 @@ impl Archive {
         }
     }
 
+    /// Makes the current file durable and says where it stands.
+    fn sync(&mut self) -> Option<OutputPosition> {
+        let (f, part, path) = self.cur.as_mut()?;
+        let r = f.flush().and_then(|_| f.get_ref().sync_data());
+        if let Err(e) = r {
+            self.errors += 1;
+            log(&format!("archive {}: sync failed: {e}", part.display()));
+            return None;
+        }
+        let len = f.get_ref().metadata().map(|m| m.len()).ok()?;
+        Some(OutputPosition {
+            part: part.to_string_lossy().into_owned(),
+            path: path.to_string_lossy().into_owned(),
+            len,
+            until_ns: self.until_ns,
+        })
+    }
+
+    /// Continues the file of a commit, cut back to the committed length. A file completed
+    /// after the commit is taken back (its tail was made from input that will be replayed).
+    fn reopen(&mut self, p: &OutputPosition) -> bool {
+        let part = PathBuf::from(&p.part);
+        let path = PathBuf::from(&p.path);
+        if !part.exists() && path.exists() {
+            if fs::metadata(&path).is_ok_and(|m| m.len() == p.len) {
+                // Completed at a clean stop with nothing after the commit: leave it complete.
+                return false;
+            }
+            if let Err(e) = fs::rename(&path, &part) {
+                log(&format!(
+                    "archive {}: cannot take back: {e}",
+                    path.display()
+                ));
+                return false;
+            }
+        }
+        let r = fs::OpenOptions::new()
+            .write(true)
+            .open(&part)
+            .and_then(|f| {
+                let len = f.metadata()?.len();
+                if len < p.len {
+                    return Err(io::Error::other(format!(
+                        "{len} bytes, shorter than the committed {}",
+                        p.len
+                    )));
+                }
+                f.set_len(p.len)?;
+                let mut f = f;
+                std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0))?;
+                Ok(f)
+            });
+        match r {
+            Ok(f) => {
+                log(&format!(
+                    "archive {}: continued at the committed {} bytes",
+                    part.display(),
+                    p.len
+                ));
+                self.cur = Some((BufWriter::with_capacity(1 << 20, f), part, path));
+                self.until_ns = p.until_ns;
+                true
+            }
+            Err(e) => {
+                self.errors += 1;
+                log(&format!(
+                    "archive {}: cannot continue the committed file: {e}; starting a new one",
+                    part.display()
+                ));
+                false
+            }
+        }
+    }
+
     fn write(&mut self, b: &[u8]) {
         if let Some((f, part, _)) = &mut self.cur {
             if let Err(e) = f.write_all(b) {
@@ -354,7 +428,7 @@ impl Stream {
 // ---------------------------------------------------------------------------------------
 // The thread
 
-/// What the output thread is given.
+/// What the outputs are given.
 pub struct OutputConfig {
     pub probe_id: u32,
     /// A plain record file (or stdout), no rotation.
@@ -365,9 +439,14 @@ pub struct OutputConfig {
     pub client_buffer: usize,
     pub flush_ns: u64,
     pub zstd_level: i32,
+    /// Chunks for the merge daemon (one per flush), through the on-disk spool.
+    pub spool: Option<super::spool::Spool>,
+    /// Continue an archive file where a committed [`OutputPosition`] left it (merge daemon
+    /// restart): what was written after the commit is cut off and made again.
+    pub resume: Option<OutputPosition>,
 }
 
-/// What the output thread did.
+/// What the outputs did.
 #[derive(Clone, Debug, Default)]
 pub struct OutputStats {
     pub flow_records: u64,
@@ -386,89 +465,260 @@ pub struct OutputStats {
     pub file_error: Option<String>,
 }
 
+/// Where the archive stood at a commit: the file being written and its length.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutputPosition {
+    pub part: String,
+    pub path: String,
+    pub len: u64,
+    pub until_ns: u64,
+}
+
+impl OutputPosition {
+    pub fn encode(&self) -> Vec<u8> {
+        format!(
+            "{}\n{}\n{}\n{}\n",
+            self.part, self.path, self.len, self.until_ns
+        )
+        .into_bytes()
+    }
+    pub fn decode(b: &[u8]) -> Option<OutputPosition> {
+        let s = std::str::from_utf8(b).ok()?;
+        let mut it = s.split('\n');
+        Some(OutputPosition {
+            part: it.next()?.to_string(),
+            path: it.next()?.to_string(),
+            len: it.next()?.parse().ok()?,
+            until_ns: it.next()?.parse().ok()?,
+        })
+    }
+}
+
 fn now_ns() -> u64 {
     tapflow_capture::live::realtime_ns()
 }
 
-/// Runs until every worker queue is abandoned (its worker finished) and empty.
-pub fn run(
-    mut cfg: OutputConfig,
-    mut queues: Vec<rtrb::Consumer<FlowRecord>>,
-    rotate: Arc<AtomicBool>,
-) -> io::Result<OutputStats> {
-    let header = FileHeader {
-        major: FORMAT_MAJOR,
-        minor: FORMAT_MINOR,
-        probe_id: cfg.probe_id,
-        created_ns: now_ns(),
-        flags: 0,
-    };
-    let opts = WriterOptions {
-        zstd_level: cfg.zstd_level,
-        ..WriterOptions::default()
-    };
-    let mut enc = RecordWriter::new(Vec::with_capacity(2 << 20), &header, opts)?;
-    let head = std::mem::take(enc.get_mut());
-    let mut st = OutputStats {
-        workers: vec![ProbeStatus::default(); queues.len()],
-        status_records_per_worker: vec![0; queues.len()],
-        ..OutputStats::default()
-    };
+/// The record outputs: one encoder, its whole blocks handed to the record file, the rotated
+/// archive, every stream reader and the merge spool.
+pub struct Outputs {
+    enc: RecordWriter<Vec<u8>>,
+    head: Vec<u8>,
+    file: Option<Box<dyn Write + Send>>,
+    archive: Option<Archive>,
+    stream: Option<Stream>,
+    spool: Option<super::spool::Spool>,
+    /// Blocks since the last spooled chunk.
+    chunk: Vec<u8>,
+    flush_ns: u64,
+    next_flush: u64,
+    pub st: OutputStats,
+}
 
-    let mut file = cfg.file.take();
-    if let Some(f) = &mut file {
-        if let Err(e) = f.write_all(&head) {
-            st.file_error = Some(e.to_string());
-            file = None;
+impl Outputs {
+    pub fn new(mut cfg: OutputConfig, workers: usize) -> io::Result<Outputs> {
+        let header = FileHeader {
+            major: FORMAT_MAJOR,
+            minor: FORMAT_MINOR,
+            probe_id: cfg.probe_id,
+            created_ns: now_ns(),
+            flags: 0,
+        };
+        let opts = WriterOptions {
+            zstd_level: cfg.zstd_level,
+            ..WriterOptions::default()
+        };
+        let mut enc = RecordWriter::new(Vec::with_capacity(2 << 20), &header, opts)?;
+        let head = std::mem::take(enc.get_mut());
+        let mut st = OutputStats {
+            workers: vec![ProbeStatus::default(); workers],
+            status_records_per_worker: vec![0; workers],
+            ..OutputStats::default()
+        };
+        let mut file = cfg.file.take();
+        if let Some(f) = &mut file {
+            if let Err(e) = f.write_all(&head) {
+                st.file_error = Some(e.to_string());
+                file = None;
+            }
         }
+        let mut archive = cfg.archive.take().map(|t| Archive {
+            template: t,
+            rotate_ns: cfg.rotate_ns.max(1_000_000_000),
+            cur: None,
+            until_ns: 0,
+            files: 0,
+            errors: 0,
+            lost_bytes: 0,
+        });
+        if let Some(a) = &mut archive {
+            match cfg.resume.take() {
+                Some(p) if a.reopen(&p) => {}
+                _ => a.open(now_ns(), &head),
+            }
+        }
+        let stream = cfg.listener.take().map(|l| Stream {
+            listener: l,
+            clients: Vec::new(),
+            limit: cfg.client_buffer.max(1 << 16),
+            dropped: 0,
+            served: 0,
+        });
+        Ok(Outputs {
+            enc,
+            head,
+            file,
+            archive,
+            stream,
+            spool: cfg.spool.take(),
+            chunk: Vec::new(),
+            flush_ns: cfg.flush_ns,
+            next_flush: now_ns() + cfg.flush_ns,
+            st,
+        })
     }
-    let mut archive = cfg.archive.take().map(|t| Archive {
-        template: t,
-        rotate_ns: cfg.rotate_ns.max(1_000_000_000),
-        cur: None,
-        until_ns: 0,
-        files: 0,
-        errors: 0,
-        lost_bytes: 0,
-    });
-    if let Some(a) = &mut archive {
-        a.open(now_ns(), &head);
-    }
-    let mut stream = cfg.listener.take().map(|l| Stream {
-        listener: l,
-        clients: Vec::new(),
-        limit: cfg.client_buffer.max(1 << 16),
-        dropped: 0,
-        served: 0,
-    });
 
-    let emit = |bytes: &[u8],
-                file: &mut Option<Box<dyn Write + Send>>,
-                archive: &mut Option<Archive>,
-                stream: &mut Option<Stream>,
-                st: &mut OutputStats| {
+    /// Encodes one record (whole blocks go out as they fill).
+    pub fn write(&mut self, rec: &FlowRecord) -> io::Result<()> {
+        if rec.status.is_some() || rec.merge.is_some() {
+            self.st.status_records += 1;
+        } else {
+            self.st.flow_records += 1;
+        }
+        self.enc.write(rec)?;
+        if self.enc.get_ref().len() >= 1 << 20 {
+            self.emit_pending();
+        }
+        Ok(())
+    }
+
+    fn emit_pending(&mut self) {
+        let mut out = std::mem::take(self.enc.get_mut());
+        self.emit(&out);
+        out.clear();
+        *self.enc.get_mut() = out;
+    }
+
+    fn emit(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
-        st.bytes += bytes.len() as u64;
-        if let Some(f) = file {
+        self.st.bytes += bytes.len() as u64;
+        if let Some(f) = &mut self.file {
             if let Err(e) = f.write_all(bytes) {
                 log(&format!(
                     "record file: write failed: {e}; file output stopped"
                 ));
-                st.file_error = Some(e.to_string());
-                *file = None;
+                self.st.file_error = Some(e.to_string());
+                self.file = None;
             }
         }
-        if let Some(a) = archive {
+        if let Some(a) = &mut self.archive {
             a.write(bytes);
         }
-        if let Some(s) = stream {
+        if let Some(s) = &mut self.stream {
             s.broadcast(bytes);
         }
-    };
+        if self.spool.is_some() {
+            self.chunk.extend_from_slice(bytes);
+        }
+    }
 
-    let mut next_flush = now_ns() + cfg.flush_ns;
+    /// Ends the current block and pushes everything out (file buffers flushed, a chunk
+    /// spooled).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.emit_pending();
+        self.enc.flush_block()?;
+        self.emit_pending();
+        if let Some(f) = &mut self.file {
+            if let Err(e) = f.flush() {
+                log(&format!(
+                    "record file: flush failed: {e}; file output stopped"
+                ));
+                self.st.file_error = Some(e.to_string());
+                self.file = None;
+            }
+        }
+        if let Some(sp) = &self.spool {
+            if !self.chunk.is_empty() {
+                let mut c = Vec::with_capacity(self.head.len() + self.chunk.len());
+                c.extend_from_slice(&self.head);
+                c.extend_from_slice(&self.chunk);
+                sp.append(&c);
+                self.chunk.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Periodic work: flush on the flush interval (or `force`), rotate the archive when its
+    /// interval ended (or `rotate`), serve stream readers.
+    pub fn tick(&mut self, rotate: bool, force: bool) -> io::Result<()> {
+        let now = now_ns();
+        let rotate_now = rotate || self.rotation_due(now);
+        if now >= self.next_flush || rotate_now || force {
+            self.flush()?;
+            self.next_flush = now + self.flush_ns;
+        }
+        if rotate_now {
+            if let Some(a) = &mut self.archive {
+                a.close();
+                a.open(now, &self.head);
+            }
+        }
+        self.serve();
+        Ok(())
+    }
+
+    /// The archive's file interval has ended.
+    pub fn rotation_due(&self, now: u64) -> bool {
+        self.archive.as_ref().is_some_and(|a| now >= a.until_ns)
+    }
+
+    /// Accepts and feeds stream readers.
+    pub fn serve(&mut self) {
+        if let Some(s) = &mut self.stream {
+            s.accept(&self.head);
+            s.pump();
+        }
+    }
+
+    /// Flushes everything and makes the archive durable; returns where it stands.
+    pub fn commit(&mut self) -> io::Result<Option<OutputPosition>> {
+        self.flush()?;
+        Ok(self.archive.as_mut().and_then(|a| a.sync()))
+    }
+
+    /// Final flush: completes the archive file, gives stream readers a grace period.
+    pub fn finish(mut self) -> io::Result<OutputStats> {
+        self.flush()?;
+        if let Some(a) = &mut self.archive {
+            a.close();
+            self.st.archive_files = a.files;
+            self.st.archive_errors = a.errors;
+            self.st.archive_lost_bytes = a.lost_bytes;
+        }
+        if let Some(s) = &mut self.stream {
+            s.drain(Duration::from_secs(10));
+            self.st.readers_served = s.served;
+            self.st.readers_dropped = s.dropped;
+        }
+        if let Some(mut f) = self.file.take() {
+            if let Err(e) = f.flush() {
+                self.st.file_error = Some(e.to_string());
+            }
+        }
+        Ok(self.st)
+    }
+}
+
+/// The probe's output thread: runs until every worker queue is abandoned (its worker
+/// finished) and empty.
+pub fn run(
+    cfg: OutputConfig,
+    mut queues: Vec<rtrb::Consumer<FlowRecord>>,
+    rotate: Arc<AtomicBool>,
+) -> io::Result<OutputStats> {
+    let mut out = Outputs::new(cfg, queues.len())?;
     loop {
         let mut got = 0usize;
         let mut done = true;
@@ -477,80 +727,26 @@ pub fn run(
             for _ in 0..n {
                 let Ok(rec) = q.pop() else { break };
                 if let Some(s) = &rec.status {
-                    st.status_records += 1;
-                    st.workers[w].add(s);
-                    st.status_records_per_worker[w] += 1;
+                    out.st.workers[w].add(s);
+                    out.st.status_records_per_worker[w] += 1;
                     log_status(&rec, s);
-                } else {
-                    st.flow_records += 1;
                 }
-                enc.write(&rec)?;
+                out.write(&rec)?;
             }
             got += n;
             if !q.is_abandoned() || !q.is_empty() {
                 done = false;
             }
         }
-        // Whatever the writer produced is whole blocks: hand them on.
-        let mut out = std::mem::take(enc.get_mut());
-        emit(&out, &mut file, &mut archive, &mut stream, &mut st);
-        out.clear();
-        *enc.get_mut() = out;
-
-        let now = now_ns();
-        let rotate_now = rotate.swap(false, Ordering::Relaxed)
-            || archive.as_ref().is_some_and(|a| now >= a.until_ns);
-        if now >= next_flush || rotate_now || done {
-            enc.flush_block()?;
-            let mut out = std::mem::take(enc.get_mut());
-            emit(&out, &mut file, &mut archive, &mut stream, &mut st);
-            out.clear();
-            *enc.get_mut() = out;
-            if let Some(f) = &mut file {
-                if let Err(e) = f.flush() {
-                    log(&format!(
-                        "record file: flush failed: {e}; file output stopped"
-                    ));
-                    st.file_error = Some(e.to_string());
-                    file = None;
-                }
-            }
-            next_flush = now + cfg.flush_ns;
-        }
-        if rotate_now && !done {
-            if let Some(a) = &mut archive {
-                a.close();
-                a.open(now, &head);
-            }
-        }
-        if let Some(s) = &mut stream {
-            s.accept(&head);
-            s.pump();
-        }
         if done {
             break;
         }
+        out.tick(rotate.swap(false, Ordering::Relaxed), false)?;
         if got == 0 {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-    if let Some(a) = &mut archive {
-        a.close();
-        st.archive_files = a.files;
-        st.archive_errors = a.errors;
-        st.archive_lost_bytes = a.lost_bytes;
-    }
-    if let Some(s) = &mut stream {
-        s.drain(Duration::from_secs(10));
-        st.readers_served = s.served;
-        st.readers_dropped = s.dropped;
-    }
-    if let Some(mut f) = file {
-        if let Err(e) = f.flush() {
-            st.file_error = Some(e.to_string());
-        }
-    }
-    Ok(st)
+    out.finish()
 }
 
 fn log_status(rec: &FlowRecord, s: &ProbeStatus) {
