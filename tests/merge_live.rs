@@ -327,12 +327,13 @@ impl Setup {
         self.dir.join("archive")
     }
 
-    fn start_daemon(&self) -> Proc {
+    fn start_daemon(&self, rotate: u32) -> Proc {
         let cfg = format!(
             r#"
 probe_id = 9
 listen = "0.0.0.0:{port}"
 probes = [1, 2]
+names = ["leg-a", "leg-b"]
 state_dir = "{state}"
 commit_interval = 0.3
 hold = 4
@@ -349,7 +350,7 @@ icmp_timeout = 2
 ip_timeout = 2
 [output]
 archive = "{archive}/merged.%s.tfr"
-rotate = 3600
+rotate = {rotate}
 flush_interval = 0.2
 "#,
             port = self.port,
@@ -376,8 +377,12 @@ flush_interval = 0.2
     }
 
     fn start_probe(&self, leg: usize) -> Proc {
+        self.start_probe_as(leg, ["leg-a", "leg-b"][leg], "")
+    }
+
+    /// A probe on `leg` presenting certificate `name`, spooling in `spool-NAME{tag}`.
+    fn start_probe_as(&self, leg: usize, name: &str, tag: &str) -> Proc {
         let l = &self.legs[leg];
-        let name = ["leg-a", "leg-b"][leg];
         let mut args: Vec<String> = vec![
             "-i".into(),
             l.lab.legs[0].rx_if.clone(),
@@ -387,7 +392,7 @@ flush_interval = 0.2
             format!("{}:{}", l.daemon_ip, self.port),
             "--spool".into(),
             self.dir
-                .join(format!("spool-{name}"))
+                .join(format!("spool-{name}{tag}"))
                 .to_string_lossy()
                 .into_owned(),
             "--tls-ca".into(),
@@ -473,7 +478,14 @@ fn live_split_tap_over_tls_matches_one_probe() {
         return;
     }
     let s = Setup::new("merge-live-plain");
-    let daemon = s.start_daemon();
+    let daemon = s.start_daemon(3600);
+    // A valid certificate of the other leg cannot speak for this one.
+    let impostor = s.start_probe_as(0, "leg-b", "-impostor");
+    daemon.wait_log(
+        "must present certificate \"leg-a\"",
+        Duration::from_secs(20),
+    );
+    drop(impostor);
     let a = s.start_probe(0);
     let b = s.start_probe(1);
     a.wait_log("connected (TLS)", Duration::from_secs(20));
@@ -483,6 +495,8 @@ fn live_split_tap_over_tls_matches_one_probe() {
     let la = a.stop_ok();
     let lb = b.stop_ok();
     let ld = daemon.stop_ok();
+    // Nothing written while stopping may change it (no duplicate from the probes' drain).
+    assert_eq!(got, totals(&read_dir_records(&s.archive())), "{ld}");
     let d = diff(&s.want, &got);
     assert!(
         d.is_empty(),
@@ -543,7 +557,8 @@ fn live_merge_loses_nothing_across_probe_and_daemon_restarts() {
         return;
     }
     let s = Setup::new("merge-live-restarts");
-    let mut daemon = s.start_daemon();
+    // Archive files of 2 s: rotations fall between the commits, the kill and the restart.
+    let mut daemon = s.start_daemon(2);
     let a = s.start_probe(0);
     let b = s.start_probe(1);
     a.wait_log("connected (TLS)", Duration::from_secs(20));
@@ -565,12 +580,13 @@ fn live_merge_loses_nothing_across_probe_and_daemon_restarts() {
     drop(daemon);
     s.send(2 * n / 3..n);
     std::thread::sleep(Duration::from_secs(1));
-    let daemon = s.start_daemon();
+    let daemon = s.start_daemon(2);
     daemon.wait_log("restored the committed state", Duration::from_secs(5));
     let got = s.wait_merged(Duration::from_secs(60));
     let la = a.stop_ok();
     let lb = b.stop_ok();
     let ld = daemon.stop_ok();
+    assert_eq!(got, totals(&read_dir_records(&s.archive())), "{ld}");
     let d = diff(&s.want, &got);
     assert!(
         d.is_empty(),
@@ -581,6 +597,11 @@ fn live_merge_loses_nothing_across_probe_and_daemon_restarts() {
     // The restarted daemon went on from its last commit: the archive file was cut back to
     // the committed length and what followed was made again from the probes' replays.
     assert!(ld.contains("continued at the committed"), "{ld}");
+    let files = std::fs::read_dir(s.archive()).unwrap().count();
+    assert!(
+        files >= 3,
+        "{files} archive files: the rotations were not exercised"
+    );
     // The spools were replayed: probe B reconnected, and A's first run was delivered.
     assert!(lb.matches("connected (TLS)").count() >= 2, "{lb}");
     let j = std::fs::read_to_string(s.dir.join("merge.json")).unwrap();

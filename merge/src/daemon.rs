@@ -39,6 +39,9 @@ pub struct DaemonConfig {
     pub tls: Option<tls::TlsFiles>,
     /// Probe ids of the legs, in input order; the first is the clock reference.
     pub probes: Vec<u32>,
+    /// With TLS: the certificate name (CN) each of `probes` must present, in the same order,
+    /// so one leg's certificate cannot speak for the other. Empty: any certificate of the CA.
+    pub names: Vec<String>,
     /// Where the committed state lives.
     pub state_dir: String,
     /// How often outputs and state are committed (and chunks acknowledged).
@@ -63,6 +66,7 @@ impl Default for DaemonConfig {
             listen: "127.0.0.1:5610".into(),
             tls: None,
             probes: Vec::new(),
+            names: Vec::new(),
             state_dir: "/var/lib/tapflow/merge-state".into(),
             commit_interval: Dur::Secs(10.0),
             hold: Dur::Secs(30.0),
@@ -85,6 +89,11 @@ impl DaemonConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.probes.len() < 2 {
             return Err("give the probe ids of the legs: `probes = [1, 2]` (at least two)".into());
+        }
+        if !self.names.is_empty() && (self.names.len() != self.probes.len() || self.tls.is_none()) {
+            return Err(
+                "`names` needs [tls] and one certificate name per entry of `probes`".into(),
+            );
         }
         let mut seen = std::collections::HashSet::new();
         if !self.probes.iter().all(|p| seen.insert(*p)) {
@@ -373,6 +382,7 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>) -> Result<DaemonSummary, S
         0,
     )
     .map_err(|e| format!("output: {e}"))?;
+    out.set_auto_rotate(false);
     log(&format!(
         "listening for probes {:?} on {}{}",
         cfg.probes,
@@ -392,13 +402,17 @@ pub fn run(cfg: &DaemonConfig, stop: Arc<AtomicBool>) -> Result<DaemonSummary, S
         connections: AtomicU64::new(0),
         refused: AtomicU64::new(0),
     });
-    let (tx, rx) = sync_channel::<Event>(256);
+    // Chunks are at most ~8 MiB: this bounds what waits for the merge thread.
+    let (tx, rx) = sync_channel::<Event>(32);
     let acceptor = {
         let shared = shared.clone();
-        let probes = cfg.probes.clone();
+        let legs = Legs {
+            probes: cfg.probes.clone(),
+            names: cfg.names.clone(),
+        };
         std::thread::Builder::new()
             .name("merge-accept".into())
-            .spawn(move || accept_loop(listener, tls_cfg, probes, shared, tx))
+            .spawn(move || accept_loop(listener, tls_cfg, legs, shared, tx))
             .map_err(|e| format!("cannot start the acceptor: {e}"))?
     };
 
@@ -475,54 +489,24 @@ fn merge_loop(
                 last_data[input] = Instant::now();
                 let c = consumed.entry(probe).or_default();
                 let prev = c.get(&run).copied().unwrap_or(0);
-                if no <= prev {
+                // Runs older than every run still listed were pruned: their chunks are done.
+                let pruned = c.len() >= MAX_RUNS && c.keys().next().is_some_and(|&r| run < r);
+                if no <= prev || pruned {
                     summary.duplicate_chunks += 1;
-                    continue;
-                }
-                if no > prev + 1 {
-                    summary.missing_chunks += no - prev - 1;
-                    log(&format!(
-                        "probe {probe} run {run}: chunks {}..{} never arrived (the probe's spool was full or failed); its records are missing",
-                        prev + 1,
-                        no - 1
-                    ));
-                }
-                c.insert(run, no);
-                // Old runs of a probe are kept a while for late replays, not for ever.
-                while c.len() > 32 {
-                    let first = *c.keys().next().expect("non-empty");
-                    c.remove(&first);
-                }
-                summary.chunks += 1;
-                match RecordReader::new(io::Cursor::new(&chunk[..]), "chunk") {
-                    Ok(mut rd) => {
-                        loop {
-                            match rd.next_record() {
-                                Ok(Some(rec)) => merger.push_run(
-                                    input,
-                                    run,
-                                    rec,
-                                    &mut OutSink {
-                                        out,
-                                        err: &mut write_err,
-                                    },
-                                ),
-                                Ok(None) => break,
-                                Err(e) => {
-                                    summary.damaged_chunks += 1;
-                                    log(&format!("probe {probe} run {run} chunk {no}: {e}; its good records were kept"));
-                                    break;
-                                }
-                            }
-                        }
-                        for w in rd.take_warnings() {
-                            log(&format!("probe {probe} run {run} chunk {no}: {w}"));
-                        }
-                    }
-                    Err(e) => {
-                        summary.damaged_chunks += 1;
-                        log(&format!("probe {probe} run {run} chunk {no}: {e}; skipped"));
-                    }
+                } else {
+                    take_chunk(
+                        merger,
+                        out,
+                        summary,
+                        &mut write_err,
+                        c,
+                        input,
+                        probe,
+                        run,
+                        no,
+                        prev,
+                        &chunk,
+                    );
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -574,10 +558,85 @@ fn merge_loop(
     Ok(())
 }
 
+/// Most runs remembered per probe (a probe that restarted this often while its spool still
+/// held the oldest is far beyond any sane deployment; older chunks are then taken as done).
+const MAX_RUNS: usize = 4096;
+
+/// Feeds one new chunk to the merger.
+#[allow(clippy::too_many_arguments)]
+fn take_chunk(
+    merger: &mut Merger,
+    out: &mut Outputs,
+    summary: &mut DaemonSummary,
+    write_err: &mut Option<String>,
+    c: &mut BTreeMap<u64, u64>,
+    input: usize,
+    probe: u32,
+    run: u64,
+    no: u64,
+    prev: u64,
+    chunk: &[u8],
+) {
+    if no > prev + 1 {
+        summary.missing_chunks += no - prev - 1;
+        log(&format!(
+            "probe {probe} run {run}: chunks {}..{} never arrived (the probe's spool was full or failed); its records are missing",
+            prev + 1,
+            no - 1
+        ));
+    }
+    c.insert(run, no);
+    // Old runs of a probe are kept a while for late replays, not for ever.
+    while c.len() > MAX_RUNS {
+        let first = *c.keys().next().expect("non-empty");
+        c.remove(&first);
+    }
+    summary.chunks += 1;
+    match RecordReader::new(io::Cursor::new(chunk), "chunk") {
+        Ok(mut rd) => {
+            loop {
+                match rd.next_record() {
+                    Ok(Some(rec)) => merger.push_run(
+                        input,
+                        run,
+                        rec,
+                        &mut OutSink {
+                            out,
+                            err: write_err,
+                        },
+                    ),
+                    Ok(None) => break,
+                    Err(e) => {
+                        summary.damaged_chunks += 1;
+                        log(&format!(
+                            "probe {probe} run {run} chunk {no}: {e}; its good records were kept"
+                        ));
+                        break;
+                    }
+                }
+            }
+            for w in rd.take_warnings() {
+                log(&format!("probe {probe} run {run} chunk {no}: {w}"));
+            }
+        }
+        Err(e) => {
+            summary.damaged_chunks += 1;
+            log(&format!("probe {probe} run {run} chunk {no}: {e}; skipped"));
+        }
+    }
+}
+
+/// Who may connect: probe ids, and (optional) the certificate name each must present.
+#[derive(Clone)]
+struct Legs {
+    probes: Vec<u32>,
+    names: Vec<String>,
+}
+
 fn accept_loop(
     listener: TcpListener,
     tls_cfg: Option<Arc<rustls::ServerConfig>>,
-    probes: Vec<u32>,
+    probes: Legs,
     shared: Arc<Shared>,
     tx: SyncSender<Event>,
 ) {
@@ -619,7 +678,7 @@ fn accept_loop(
 fn serve(
     sock: TcpStream,
     tls_cfg: Option<Arc<rustls::ServerConfig>>,
-    probes: &[u32],
+    legs: &Legs,
     shared: &Shared,
     tx: &SyncSender<Event>,
 ) -> Result<(), String> {
@@ -646,13 +705,28 @@ fn serve(
         return Err(format!("{who}: expected HELLO, got message {kind}"));
     }
     let (probe, run) = tp::parse_hello(&body).map_err(|e| format!("{who}: {e}"))?;
-    let Some(input) = probes.iter().position(|&p| p == probe) else {
+    let probes = &legs.probes;
+    let refuse = |conn: &mut tls::Conn, why: String| {
         shared.refused.fetch_add(1, Ordering::Relaxed);
-        let why = format!("probe id {probe} is not one of this daemon's legs {probes:?}");
-        let _ = tp::write_msg(&mut conn, tp::REFUSE, &[why.as_bytes()]);
+        let _ = tp::write_msg(conn, tp::REFUSE, &[why.as_bytes()]);
         let _ = conn.flush();
-        return Err(format!("{who}: {why}"));
+        Err(format!("{who}: {why}"))
     };
+    let Some(input) = probes.iter().position(|&p| p == probe) else {
+        return refuse(
+            &mut conn,
+            format!("probe id {probe} is not one of this daemon's legs {probes:?}"),
+        );
+    };
+    if let Some(want) = legs.names.get(input) {
+        let name = conn.peer_name();
+        if name.as_deref() != Some(want.as_str()) {
+            return refuse(
+                &mut conn,
+                format!("probe id {probe} must present certificate {want:?}, not {name:?}"),
+            );
+        }
+    }
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     if let Some(old) = shared
         .active
@@ -728,12 +802,16 @@ fn serve(
             }
         }
     };
-    {
+    let was_current = {
         let mut a = shared.active.lock().unwrap_or_else(|e| e.into_inner());
-        if a.get(&probe) == Some(&id) {
+        let cur = a.get(&probe) == Some(&id);
+        if cur {
             a.remove(&probe);
-            let _ = tx.send(Event::Conn { input, up: false });
         }
+        cur
+    };
+    if was_current {
+        let _ = tx.send(Event::Conn { input, up: false });
     }
     result
 }
@@ -771,6 +849,16 @@ mod tests {
         assert!(e.contains("no output"), "{e}");
         let e = cfg("probes = [1, 2]\n[output]\nfile = \"/tmp/x.tfr\"\n").unwrap_err();
         assert!(e.contains("archive"), "{e}");
+    }
+
+    #[test]
+    fn shipped_example_config_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/merge.example.toml");
+        let c = read_config(path).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.probes, vec![1, 2]);
+        assert!(c.tls.is_some());
+        assert_eq!(c.merge_config().flow.status_interval_ns, 5_000_000_000);
     }
 
     #[test]

@@ -218,8 +218,10 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<LiveSummary, String> {
             drain: Duration::from_secs_f64(m.drain.secs()),
         });
         log(&format!(
-            "split-tap leg: records go to the merge daemon {} (run {run}, spool {})",
-            m.to, m.spool
+            "split-tap leg: records go to the merge daemon {} (run {}, spool {})",
+            m.to,
+            sp.run(),
+            m.spool
         ));
         spool = Some(sp);
     }

@@ -156,6 +156,7 @@ impl Archive {
             }
             let mut f = BufWriter::with_capacity(1 << 20, File::create(&part)?);
             f.write_all(header)?;
+            sync_dir(&part);
             Ok(f)
         })();
         match r {
@@ -179,6 +180,7 @@ impl Archive {
                 .and_then(|_| fs::rename(&part, &path));
             match r {
                 Ok(()) => {
+                    sync_dir(&path);
                     self.files += 1;
                     log(&format!("archive {} complete", path.display()));
                 }
@@ -498,6 +500,23 @@ fn now_ns() -> u64 {
     tapflow_capture::live::realtime_ns()
 }
 
+/// Largest chunk for the merge daemon (a chunk is cut at the next block boundary after this).
+const MAX_CHUNK: usize = 8 << 20;
+
+/// Makes a directory entry (a new or renamed file) durable.
+pub fn sync_dir(path: &Path) {
+    if let Some(d) = path.parent() {
+        let d = if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        };
+        if let Ok(f) = File::open(d) {
+            let _ = f.sync_all();
+        }
+    }
+}
+
 /// The record outputs: one encoder, its whole blocks handed to the record file, the rotated
 /// archive, every stream reader and the merge spool.
 pub struct Outputs {
@@ -511,6 +530,10 @@ pub struct Outputs {
     chunk: Vec<u8>,
     flush_ns: u64,
     next_flush: u64,
+    auto_rotate: bool,
+    /// Archive errors and lost bytes at the last commit.
+    committed_errors: u64,
+    committed_lost: u64,
     pub st: OutputStats,
 }
 
@@ -573,6 +596,9 @@ impl Outputs {
             chunk: Vec::new(),
             flush_ns: cfg.flush_ns,
             next_flush: now_ns() + cfg.flush_ns,
+            auto_rotate: true,
+            committed_errors: 0,
+            committed_lost: 0,
             st,
         })
     }
@@ -620,6 +646,23 @@ impl Outputs {
         }
         if self.spool.is_some() {
             self.chunk.extend_from_slice(bytes);
+            // Whole blocks only come through here: a chunk ends at a block boundary, and stays
+            // far below the transport's message limit whatever the flush interval.
+            if self.chunk.len() >= MAX_CHUNK {
+                self.spool_chunk();
+            }
+        }
+    }
+
+    fn spool_chunk(&mut self) {
+        if let Some(sp) = &self.spool {
+            if !self.chunk.is_empty() {
+                let mut c = Vec::with_capacity(self.head.len() + self.chunk.len());
+                c.extend_from_slice(&self.head);
+                c.extend_from_slice(&self.chunk);
+                sp.append(&c);
+                self.chunk.clear();
+            }
         }
     }
 
@@ -638,15 +681,7 @@ impl Outputs {
                 self.file = None;
             }
         }
-        if let Some(sp) = &self.spool {
-            if !self.chunk.is_empty() {
-                let mut c = Vec::with_capacity(self.head.len() + self.chunk.len());
-                c.extend_from_slice(&self.head);
-                c.extend_from_slice(&self.chunk);
-                sp.append(&c);
-                self.chunk.clear();
-            }
-        }
+        self.spool_chunk();
         Ok(())
     }
 
@@ -654,7 +689,7 @@ impl Outputs {
     /// interval ended (or `rotate`), serve stream readers.
     pub fn tick(&mut self, rotate: bool, force: bool) -> io::Result<()> {
         let now = now_ns();
-        let rotate_now = rotate || self.rotation_due(now);
+        let rotate_now = rotate || (self.auto_rotate && self.rotation_due(now));
         if now >= self.next_flush || rotate_now || force {
             self.flush()?;
             self.next_flush = now + self.flush_ns;
@@ -682,10 +717,31 @@ impl Outputs {
         }
     }
 
-    /// Flushes everything and makes the archive durable; returns where it stands.
+    /// Flushes everything and makes the archive durable; returns where it stands. An error
+    /// when the archive lost anything since the last commit (a failed open, write or sync):
+    /// the caller must not acknowledge its input then.
     pub fn commit(&mut self) -> io::Result<Option<OutputPosition>> {
         self.flush()?;
-        Ok(self.archive.as_mut().and_then(|a| a.sync()))
+        let Some(a) = self.archive.as_mut() else {
+            return Ok(None);
+        };
+        let pos = a.sync();
+        if a.errors != self.committed_errors || a.lost_bytes != self.committed_lost || pos.is_none()
+        {
+            self.committed_errors = a.errors;
+            self.committed_lost = a.lost_bytes;
+            return Err(io::Error::other(format!(
+                "the archive failed since the last commit ({} errors, {} bytes lost in all; see the log)",
+                a.errors, a.lost_bytes
+            )));
+        }
+        Ok(pos)
+    }
+
+    /// Rotate only when [`Outputs::tick`] is told to (the merge daemon puts every rotation
+    /// between two commits).
+    pub fn set_auto_rotate(&mut self, on: bool) {
+        self.auto_rotate = on;
     }
 
     /// Final flush: completes the archive file, gives stream readers a grace period.

@@ -75,22 +75,24 @@ fn seg_name(run: u64, first: u64) -> String {
     format!("spool-{run:020}-{first:012}.tfs")
 }
 
-/// Reads the frame at `at`: (run, no, chunk length). `None` at the end or on a torn frame.
-fn frame_at(f: &File, at: u64, file_len: u64) -> Option<(u64, u64, usize)> {
+/// Reads the frame at `at`: (run, no, chunk length). `Ok(None)` at the end or on a torn
+/// frame; `Err` when the disk would not say (the caller retries, it does not skip).
+fn frame_at(f: &File, at: u64, file_len: u64) -> io::Result<Option<(u64, u64, usize)>> {
     let mut h = [0u8; FRAME_HEAD];
-    if at + FRAME_HEAD as u64 > file_len || f.read_exact_at(&mut h, at).is_err() {
-        return None;
+    if at + FRAME_HEAD as u64 > file_len {
+        return Ok(None);
     }
+    f.read_exact_at(&mut h, at)?;
     if h[..4] != FRAME_MAGIC {
-        return None;
+        return Ok(None);
     }
     let run = u64::from_le_bytes(h[4..12].try_into().expect("8"));
     let no = u64::from_le_bytes(h[12..20].try_into().expect("8"));
     let len = u32::from_le_bytes(h[20..24].try_into().expect("4")) as usize;
     if at + (FRAME_HEAD + len) as u64 > file_len {
-        return None;
+        return Ok(None);
     }
-    Some((run, no, len))
+    Ok(Some((run, no, len)))
 }
 
 fn read_chunk(f: &File, at: u64, len: usize, buf: &mut Vec<u8>) -> io::Result<bool> {
@@ -104,9 +106,16 @@ fn read_chunk(f: &File, at: u64, len: usize, buf: &mut Vec<u8>) -> io::Result<bo
 }
 
 impl Spool {
-    /// Opens (creates) the spool directory and takes over what earlier runs left in it.
+    /// Opens (creates) the spool directory and takes over what earlier runs left in it. The
+    /// run id is `run` (the start time), but always above every earlier run's, even when the
+    /// clock stepped back: the daemon and the sender order runs by their ids.
     pub fn open(dir: &Path, max_bytes: u64, run: u64) -> Result<Spool, String> {
         fs::create_dir_all(dir).map_err(|e| format!("spool {}: {e}", dir.display()))?;
+        let run_file = dir.join("last-run");
+        let last: u64 = fs::read_to_string(&run_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
         let mut segs = Vec::new();
         let rd = fs::read_dir(dir).map_err(|e| format!("spool {}: {e}", dir.display()))?;
         let mut buf = Vec::new();
@@ -118,7 +127,7 @@ impl Spool {
             let f = File::open(&path).map_err(|e| format!("spool {}: {e}", path.display()))?;
             let len = f.metadata().map(|m| m.len()).unwrap_or(0);
             let (mut at, mut first, mut last, mut srun) = (0u64, 0u64, 0u64, 0u64);
-            while let Some((r, no, n)) = frame_at(&f, at, len) {
+            while let Ok(Some((r, no, n))) = frame_at(&f, at, len) {
                 if !read_chunk(&f, at, n, &mut buf).unwrap_or(false) {
                     break;
                 }
@@ -152,6 +161,14 @@ impl Spool {
             });
         }
         segs.sort_by_key(|s| (s.run, s.first));
+        let run = run
+            .max(last + 1)
+            .max(segs.iter().map(|s| s.run + 1).max().unwrap_or(0));
+        let tmp = dir.join("last-run.tmp");
+        fs::write(&tmp, format!("{run}\n"))
+            .and_then(|_| File::open(&tmp).and_then(|f| f.sync_all()))
+            .and_then(|_| fs::rename(&tmp, &run_file))
+            .map_err(|e| format!("spool {}: {e}", run_file.display()))?;
         let total = segs.iter().map(|s| s.bytes).sum();
         if !segs.is_empty() {
             log(&format!(
@@ -216,6 +233,7 @@ impl Spool {
             let path = self.dir.join(seg_name(self.run, no));
             match OpenOptions::new().create(true).append(true).open(&path) {
                 Ok(f) => {
+                    super::output::sync_dir(&path);
                     st.cur = Some(f);
                     st.segs.push_back(Seg {
                         path,
@@ -358,19 +376,41 @@ impl Spool {
                 .collect()
         };
         for (path, id, bytes, acked) in segs {
-            let Ok(f) = File::open(&path) else { continue };
+            // A file that cannot be opened or read now is tried again on the next round:
+            // only a chunk whose checksum is wrong is ever skipped.
+            let f = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    log(&format!("spool {}: {e}; retrying", path.display()));
+                    return None;
+                }
+            };
             let mut at = if cur.seg == id { cur.offset } else { 0 };
-            while let Some((r, no, n)) = frame_at(&f, at, bytes) {
-                if (r, no) > pos && no > acked {
-                    if read_chunk(&f, at, n, buf).unwrap_or(false) {
-                        cur.seg = id;
-                        cur.offset = at + (FRAME_HEAD + n) as u64;
-                        return Some((r, no));
+            loop {
+                let (r, no, n) = match frame_at(&f, at, bytes) {
+                    Ok(Some(x)) => x,
+                    Ok(None) => break,
+                    Err(e) => {
+                        log(&format!("spool {}: {e}; retrying", path.display()));
+                        return None;
                     }
-                    log(&format!(
-                        "spool {}: chunk {no} fails its checksum at offset {at}: skipped",
-                        path.display()
-                    ));
+                };
+                if (r, no) > pos && no > acked {
+                    match read_chunk(&f, at, n, buf) {
+                        Ok(true) => {
+                            cur.seg = id;
+                            cur.offset = at + (FRAME_HEAD + n) as u64;
+                            return Some((r, no));
+                        }
+                        Ok(false) => log(&format!(
+                            "spool {}: chunk {no} fails its checksum at offset {at}: skipped",
+                            path.display()
+                        )),
+                        Err(e) => {
+                            log(&format!("spool {}: {e}; retrying", path.display()));
+                            return None;
+                        }
+                    }
                 }
                 at += (FRAME_HEAD + n) as u64;
             }
@@ -448,7 +488,15 @@ pub fn run_sender(spool: Spool, cfg: SenderConfig) -> SpoolStats {
                     ));
                     last_complaint = Some(Instant::now());
                 }
-                spool.wait(backoff);
+                // Wait the whole backoff (chunks arriving meanwhile do not cut it short).
+                let until = Instant::now() + backoff;
+                while !spool.is_closed() {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    spool.wait(left);
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
@@ -620,7 +668,12 @@ mod tests {
         assert_eq!(s.next_after((0, 0), &mut buf), Some((100, 2)));
         drop(s);
         // A crash mid-frame: garbage at the end of the segment.
-        let seg = fs::read_dir(&d).unwrap().next().unwrap().unwrap().path();
+        let seg = fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "tfs"))
+            .unwrap();
         let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
         f.write_all(b"TFSP\x01\x02").unwrap();
         drop(f);
@@ -636,7 +689,12 @@ mod tests {
         s.ack(200, 1);
         assert!(s.drained());
         assert_eq!(s.stats().pending_bytes, 0);
-        assert_eq!(fs::read_dir(&d).unwrap().count(), 0);
+        let segs = fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "tfs"))
+            .count();
+        assert_eq!(segs, 0);
         let _ = fs::remove_dir_all(&d);
     }
 
@@ -655,6 +713,22 @@ mod tests {
         assert_eq!(s.stats().chunks, 2);
         let mut buf = Vec::new();
         assert_eq!(s.next_after((1, 1), &mut buf), Some((1, 3)));
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn run_ids_only_grow() {
+        let d = tmp("runs");
+        let s = Spool::open(&d, 1 << 20, 1_000).unwrap();
+        assert_eq!(s.run(), 1_000);
+        s.append(b"x");
+        drop(s);
+        // The clock stepped back: the next run is still after the last.
+        let s = Spool::open(&d, 1 << 20, 500).unwrap();
+        assert_eq!(s.run(), 1_001);
+        drop(s);
+        let s = Spool::open(&d, 1 << 20, 5_000).unwrap();
+        assert_eq!(s.run(), 5_000);
         let _ = fs::remove_dir_all(&d);
     }
 
