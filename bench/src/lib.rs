@@ -4,4 +4,5 @@ pub mod engine_bench;
 pub mod gen;
 pub mod live;
 pub mod merge_bench;
+pub mod records_bench;
 pub mod split;

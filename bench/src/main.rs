@@ -32,6 +32,10 @@ enum Cmd {
     Merge(tapflow_bench::merge_bench::MergeArgs),
     /// Cut a capture into the two legs of a split tap (for tapflow-merge tests and benches).
     Split(tapflow_bench::split::SplitArgs),
+    /// Write a synthetic archive of flow records (a day at a site) for the analysis CLI.
+    Records(tapflow_bench::records_bench::RecordsArgs),
+    /// Time a whole command (wall and CPU, median of runs) reading N records.
+    Time(tapflow_bench::records_bench::TimeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -70,6 +74,8 @@ fn main() -> Result<()> {
         Cmd::File(a) => cmd_file(a),
         Cmd::Live(a) => tapflow_bench::live::run(a),
         Cmd::Merge(a) => tapflow_bench::merge_bench::run_merge(&a),
+        Cmd::Records(a) => tapflow_bench::records_bench::run_records(&a),
+        Cmd::Time(a) => tapflow_bench::records_bench::run_time(&a),
         Cmd::Split(a) => {
             let n = tapflow_bench::split::split(&a)?;
             println!(

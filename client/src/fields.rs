@@ -37,7 +37,7 @@ fields! {
     Stime "stime" "StartTime" 26 Left "time of the first packet";
     Ltime "ltime" "LastTime" 26 Left "time of the last packet";
     Dur "dur" "Dur" 10 Right "ltime - stime, seconds";
-    Trans "trans" "Trans" 5 Right "number of records aggregated (always 1)";
+    Trans "trans" "Trans" 5 Right "number of records aggregated (1 unless made by agg)";
     Flgs "flgs" "Flgs" 9 Left "argus-style flag string";
     Proto "proto" "Proto" 6 Left "protocol name";
     Saddr "saddr" "SrcAddr" 18 Right "source (initiator) address";
@@ -134,19 +134,24 @@ impl Field {
 /// builds an explicit list, `+name` appends to it and `-name` removes from it. A selection made
 /// only of `+`/`-` items edits the default columns (like `ra -s +dur`).
 pub fn parse_selection(args: &[String]) -> Result<Vec<Field>, String> {
+    parse_selection_from(args, DEFAULT_FIELDS)
+}
+
+/// [`parse_selection`] with other default columns (`tapflow agg` shows its key).
+pub fn parse_selection_from(args: &[String], defaults: &[Field]) -> Result<Vec<Field>, String> {
     let items: Vec<&str> = args
         .iter()
         .flat_map(|a| a.split(|c: char| c == ',' || c.is_whitespace()))
         .filter(|s| !s.is_empty())
         .collect();
     if items.is_empty() {
-        return Ok(DEFAULT_FIELDS.to_vec());
+        return Ok(defaults.to_vec());
     }
     let explicit = items.iter().any(|s| !s.starts_with(['+', '-']));
     let mut out = if explicit {
         Vec::new()
     } else {
-        DEFAULT_FIELDS.to_vec()
+        defaults.to_vec()
     };
     for item in items {
         let (op, name) = match item.as_bytes()[0] {
@@ -169,6 +174,21 @@ pub fn parse_selection(args: &[String]) -> Result<Vec<Field>, String> {
         return Err("-s leaves no fields to print".into());
     }
     Ok(out)
+}
+
+/// `FlowRecord::flags` bit set on the records `tapflow agg` makes: their `seq` holds the
+/// number of records aggregated (`trans`). The record format has no count of its own, and a
+/// probe never sets this bit (its bits grow from 0), so the count survives `agg -w | sort`.
+pub const AGGREGATED: u32 = 1 << 31;
+
+/// How many records `r` stands for: 1, or for an aggregate the count it carries.
+#[inline]
+pub fn trans(r: &FlowRecord) -> u64 {
+    if r.flags & AGGREGATED != 0 {
+        r.seq.max(1)
+    } else {
+        1
+    }
 }
 
 /// A field's value, borrowed or copied from the record without allocating. Rendering depends
@@ -301,7 +321,7 @@ pub fn value(f: Field, r: &FlowRecord) -> Value {
         Field::Stime => Time(r.stime_ns),
         Field::Ltime => Time(r.ltime_ns),
         Field::Dur => Secs(r.dur_ns()),
-        Field::Trans => U64(1),
+        Field::Trans => U64(trans(r)),
         Field::Flgs => Flgs(flgs(r)),
         Field::Proto => Proto(r.addr_kind, r.proto, r.ethertype),
         Field::Saddr => Addr(r.saddr, r.addr_kind),

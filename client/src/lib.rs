@@ -1,11 +1,20 @@
 //! tapflow client library: the `tapflow` command's subcommands, filters and output formats.
 
+pub mod agg;
+pub mod anon;
+pub mod bins;
 pub mod cli;
+pub mod commands;
 pub mod fields;
 pub mod filter;
 pub mod format;
+pub mod hist;
 pub mod read;
+pub mod report;
 pub mod services;
+pub mod sort;
+pub mod source;
+pub mod timerange;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -68,6 +77,12 @@ where
     let dashdash = args.iter().any(|a| a == "--");
     let result = match cli.command {
         cli::Command::Read(a) => read::run(&a, dashdash),
+        cli::Command::Agg(a) => agg::run(&a, dashdash),
+        cli::Command::Sort(a) => sort::run(&a, dashdash),
+        cli::Command::Bins(a) => commands::run_bins(&a, dashdash),
+        cli::Command::Hist(a) => commands::run_hist(&a, dashdash),
+        cli::Command::Report(a) => commands::run_report(&a, dashdash),
+        cli::Command::Anon(a) => commands::run_anon(&a, dashdash),
     };
     match result {
         Ok(()) => 0,

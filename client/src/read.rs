@@ -1,35 +1,21 @@
-//! `tapflow read`: print the records of one or more files, filtered, in the chosen format.
+//! `tapflow read`: print the records of one or more sources, filtered, in the chosen format;
+//! and the pieces every subcommand shares: the filter words, the sources, the output.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
-use std::path::Path;
+use std::io::{self, BufWriter, StdoutLock, Write};
 
 use tapflow_record::{
-    merge_flags, status_flags, FlowRecord, MergeStatus, ProbeStatus, RecordError, RecordReader,
+    merge_flags, status_flags, FileHeader, FlowRecord, MergeStatus, ProbeStatus, RecordWriter,
+    WriterOptions,
 };
 
-use crate::cli::ReadArgs;
-use crate::fields::{parse_selection, FIELDS};
+use crate::cli::{OutputArgs, ReadArgs, SourceArgs};
+use crate::fields::{parse_selection, Field, FIELDS};
 use crate::filter::Filter;
 use crate::format::{Mode, Printer, Style};
-use crate::{report, Failure};
-
-/// What stopped the output early.
-enum Stop {
-    /// The reader of stdout went away (`| head`): not an error.
-    BrokenPipe,
-    Io(io::Error),
-}
-
-impl From<io::Error> for Stop {
-    fn from(e: io::Error) -> Stop {
-        if e.kind() == io::ErrorKind::BrokenPipe {
-            Stop::BrokenPipe
-        } else {
-            Stop::Io(e)
-        }
-    }
-}
+use crate::source::{io_msg, Meta, Records, SourceOptions};
+use crate::timerange::TimeSpec;
+use crate::Failure;
 
 /// The filter words, from after a lone `-` (ra style) or after `--`.
 fn filter_text(words: &[String], dashdash: bool) -> Result<Option<String>, Failure> {
@@ -47,6 +33,38 @@ fn filter_text(words: &[String], dashdash: bool) -> Result<Option<String>, Failu
     Ok(Some(words.join(" ")))
 }
 
+/// The compiled filter of a subcommand's trailing words, if any.
+pub(crate) fn parse_filter(words: &[String], dashdash: bool) -> Result<Option<Filter>, Failure> {
+    match filter_text(words, dashdash)? {
+        Some(text) => Filter::parse(&text)
+            .map(Some)
+            .map_err(|e| Failure::bad(format!("bad filter: {e}"))),
+        None => Ok(None),
+    }
+}
+
+/// Opens the sources of `-r`/`-S`/`-t` with the filter applied to what comes out.
+pub(crate) fn open_sources(
+    a: &SourceArgs,
+    filter: Option<Filter>,
+    meta: Meta,
+) -> Result<Records, Failure> {
+    let time = match &a.time {
+        Some(t) => Some(
+            TimeSpec::parse(t).map_err(|e| Failure::bad(format!("bad time range (-t): {e}")))?,
+        ),
+        None => None,
+    };
+    let mut o = SourceOptions::new(a.files.clone(), a.stream.clone());
+    o.partial = a.partial;
+    o.no_prune = a.no_prune;
+    o.verbose = a.verbose;
+    o.time = time;
+    o.filter = filter;
+    o.meta = meta;
+    Records::open(o)
+}
+
 fn print_field_help(out: &mut impl Write) -> io::Result<()> {
     for (_, f) in FIELDS {
         writeln!(out, "{:<10} {}", f.name, f.help)?;
@@ -54,66 +72,167 @@ fn print_field_help(out: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
-pub fn run(args: &ReadArgs, dashdash: bool) -> Result<(), Failure> {
-    let stdout = io::stdout();
-    let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
-    if args.fields.iter().any(|s| s == "help") {
-        return match print_field_help(&mut out).and_then(|_| out.flush()) {
-            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Failure::io(e.to_string())),
-            _ => Ok(()),
+/// `-s help`: lists the fields on stdout. `None` when not asked.
+pub(crate) fn field_help(a: &OutputArgs) -> Option<Result<(), Failure>> {
+    if !a.fields.iter().any(|s| s == "help") {
+        return None;
+    }
+    let mut out = BufWriter::new(io::stdout().lock());
+    Some(match print_field_help(&mut out).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Failure::io(e.to_string())),
+        _ => Ok(()),
+    })
+}
+
+/// Where records go: text on stdout, or native records (`-w`).
+pub(crate) struct Output {
+    out: BufWriter<StdoutLock<'static>>,
+    sink: Sink,
+}
+
+enum Sink {
+    Text { printer: Printer, header_done: bool },
+    Native(RecordWriter<Box<dyn Write>>),
+}
+
+impl Output {
+    /// Text with `fields` in the format `a` asks for, or the `-w` file (created now).
+    pub(crate) fn new(a: &OutputArgs, fields: Vec<Field>) -> Result<Output, Failure> {
+        let out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+        let sink = match &a.write {
+            Some(path) => {
+                let w: Box<dyn Write> = if path.as_os_str() == "-" {
+                    Box::new(BufWriter::with_capacity(1 << 16, io::stdout()))
+                } else {
+                    match File::create(path) {
+                        Ok(f) => Box::new(BufWriter::with_capacity(1 << 16, f)),
+                        Err(e) => {
+                            return Err(Failure::io(format!(
+                                "cannot create {}: {}",
+                                path.display(),
+                                io_msg(&e)
+                            )))
+                        }
+                    }
+                };
+                let header = FileHeader {
+                    created_ns: crate::timerange::now_ns(),
+                    ..FileHeader::default()
+                };
+                let w = RecordWriter::new(w, &header, WriterOptions::default())
+                    .map_err(|e| Failure::io(format!("writing output: {e}")))?;
+                Sink::Native(w)
+            }
+            None => {
+                let mode = match (a.json, a.csv, a.sep) {
+                    (true, _, _) => Mode::Json,
+                    (_, true, sep) => Mode::Csv(sep.unwrap_or(',')),
+                    (_, _, Some(sep)) => Mode::Delimited(sep),
+                    _ => Mode::Columns,
+                };
+                let style = Style {
+                    epoch: a.epoch,
+                    numeric: a.numeric,
+                };
+                Sink::Text {
+                    printer: Printer::new(fields, mode, style),
+                    header_done: false,
+                }
+            }
         };
+        Ok(Output { out, sink })
     }
-    let fields = parse_selection(&args.fields).map_err(Failure::bad)?;
-    let filter = match filter_text(&args.filter, dashdash)? {
-        Some(text) => {
-            Some(Filter::parse(&text).map_err(|e| Failure::bad(format!("bad filter: {e}")))?)
+
+    /// What to flush before a message goes to stderr.
+    pub(crate) fn flusher(&mut self) -> &mut dyn Write {
+        &mut self.out
+    }
+
+    pub(crate) fn is_native(&self) -> bool {
+        matches!(self.sink, Sink::Native(_))
+    }
+
+    /// The column header, once, when `opened` (a source could be read: as ra, no header
+    /// when nothing could be).
+    pub(crate) fn header(&mut self, opened: bool) -> io::Result<()> {
+        if let Sink::Text {
+            printer,
+            header_done,
+        } = &mut self.sink
+        {
+            if opened && !*header_done {
+                *header_done = true;
+                printer.header(&mut self.out)?;
+            }
         }
-        None => None,
-    };
-    if args.files.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
-        return Err(Failure::bad(
-            "standard input ('-r -') can be read only once",
-        ));
+        Ok(())
     }
-    let mode = match (args.json, args.csv, args.sep) {
-        (true, _, _) => Mode::Json,
-        (_, true, sep) => Mode::Csv(sep.unwrap_or(',')),
-        (_, _, Some(sep)) => Mode::Delimited(sep),
-        _ => Mode::Columns,
-    };
-    let style = Style {
-        epoch: args.epoch,
-        numeric: args.numeric,
-    };
-    let mut job = Job {
-        status: args.status.then_some(StatusStyle {
-            json: args.json,
-            epoch: args.epoch,
-        }),
-        printer: Printer::new(fields, mode, style),
-        filter,
-        limit: args.limit.unwrap_or(u64::MAX),
-        printed: 0,
-        header_done: false,
-        failed: None,
-    };
-    let res = match &args.stream {
-        Some(addr) => job.stream(addr, &mut out),
-        None => job.all_files(&args.files, &mut out),
-    };
-    let res = res.and_then(|_| out.flush().map_err(Stop::from));
-    match res {
-        Ok(()) | Err(Stop::BrokenPipe) => {}
-        Err(Stop::Io(e)) => return Err(Failure::io(format!("writing output: {e}"))),
+
+    pub(crate) fn record(&mut self, r: &FlowRecord) -> io::Result<()> {
+        match &mut self.sink {
+            Sink::Text { printer, .. } => printer.record(r, &mut self.out),
+            Sink::Native(w) => w.write(r),
+        }
     }
-    match job.failed {
-        // Each error was reported where it happened; only the status is left.
-        Some(code) => Err(Failure {
-            code,
-            msg: String::new(),
-        }),
-        None => Ok(()),
+
+    /// Flushes everything; then the exit: a closed stdout (`| head`) is fine, other write
+    /// errors fail, and `failed` (errors already reported) gives the status.
+    pub(crate) fn finish(self, res: io::Result<()>, failed: Option<i32>) -> Result<(), Failure> {
+        let Output { mut out, sink } = self;
+        let res = res.and_then(|_| match sink {
+            Sink::Native(w) => w.finish().and_then(|mut w| w.flush()),
+            Sink::Text { .. } => Ok(()),
+        });
+        let res = res.and_then(|_| out.flush());
+        match res {
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+                return Err(Failure::io(format!("writing output: {e}")))
+            }
+            _ => {}
+        }
+        match failed {
+            // Each error was reported where it happened; only the status is left.
+            Some(code) => Err(Failure {
+                code,
+                msg: String::new(),
+            }),
+            None => Ok(()),
+        }
     }
+}
+
+pub fn run(args: &ReadArgs, dashdash: bool) -> Result<(), Failure> {
+    if let Some(r) = field_help(&args.output) {
+        return r;
+    }
+    let fields = parse_selection(&args.output.fields).map_err(Failure::bad)?;
+    let filter = parse_filter(&args.filter, dashdash)?;
+    let meta = if args.status { Meta::Only } else { Meta::Skip };
+    let mut records = open_sources(&args.source, filter, meta)?;
+    let mut output = Output::new(&args.output, fields)?;
+    let status = (args.status && !output.is_native()).then_some(StatusStyle {
+        json: args.output.json,
+        epoch: args.output.epoch,
+    });
+    let limit = args.limit.unwrap_or(u64::MAX);
+    let mut printed = 0u64;
+    let res = (|| -> io::Result<()> {
+        while printed < limit {
+            let next = records.next_flushing(output.flusher())?;
+            if status.is_none() {
+                output.header(records.opened_any())?;
+            }
+            let Some(rec) = next else { break };
+            match (&status, &rec.status, &rec.merge) {
+                (Some(st), Some(s), _) => print_status(&rec, s, st, output.flusher())?,
+                (Some(st), None, Some(m)) => print_merge_status(&rec, m, st, output.flusher())?,
+                _ => output.record(&rec)?,
+            }
+            printed += 1;
+        }
+        Ok(())
+    })();
+    output.finish(res, records.failed())
 }
 
 struct StatusStyle {
@@ -121,137 +240,12 @@ struct StatusStyle {
     epoch: bool,
 }
 
-struct Job {
-    /// Print probe- and merge-status records (and only those).
-    status: Option<StatusStyle>,
-    printer: Printer,
-    filter: Option<Filter>,
-    limit: u64,
-    printed: u64,
-    header_done: bool,
-    /// Exit status owed for errors already reported (bad files); reading goes on.
-    failed: Option<i32>,
-}
-
-impl Job {
-    /// Reads a probe's live stream (`tapflow-probe --listen`).
-    fn stream(&mut self, addr: &str, out: &mut impl Write) -> Result<(), Stop> {
-        let res = match std::net::TcpStream::connect(addr) {
-            Ok(sock) => self.one_source(sock, addr, out),
-            Err(e) => Err(Failure::io(format!(
-                "cannot connect to {addr}: {}",
-                io_msg(&e)
-            ))),
-        };
-        match res {
-            Ok(r) => r,
-            Err(f) => {
-                out.flush()?;
-                report(&f);
-                self.failed = Some(f.code);
-                Ok(())
-            }
-        }
-    }
-
-    fn all_files(
-        &mut self,
-        files: &[std::path::PathBuf],
-        out: &mut impl Write,
-    ) -> Result<(), Stop> {
-        for path in files {
-            if self.printed >= self.limit {
-                break;
-            }
-            let res = if path.as_os_str() == "-" {
-                self.one_source(io::stdin().lock(), "(stdin)", out)
-            } else {
-                match File::open(path) {
-                    // RecordReader buffers its input itself.
-                    Ok(f) => self.one_source(f, &display(path), out),
-                    Err(e) => Err(Failure::bad(format!(
-                        "cannot open {}: {}",
-                        display(path),
-                        io_msg(&e)
-                    ))),
-                }
-            };
-            match res {
-                Ok(r) => r?,
-                Err(f) => {
-                    out.flush()?;
-                    report(&f);
-                    self.failed = Some(self.failed.map_or(f.code, |c| c.max(f.code)));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads one input. The outer error is about the input (reported, then the next file is
-    /// read); the inner one is about the output (stops everything).
-    fn one_source<R: Read>(
-        &mut self,
-        input: R,
-        name: &str,
-        out: &mut impl Write,
-    ) -> Result<Result<(), Stop>, Failure> {
-        let mut reader = RecordReader::new(input, name).map_err(record_failure)?;
-        if !self.header_done && self.status.is_none() {
-            self.header_done = true;
-            if let Err(e) = self.printer.header(out) {
-                return Ok(Err(e.into()));
-            }
-        }
-        while self.printed < self.limit {
-            let next = reader.next_record();
-            for w in reader.take_warnings() {
-                if let Err(e) = out.flush() {
-                    return Ok(Err(e.into()));
-                }
-                report(format_args!("warning: {w}"));
-            }
-            let rec = match next.map_err(record_failure)? {
-                Some(r) => r,
-                None => break,
-            };
-            if let Some(st) = &self.status {
-                let r = if let Some(s) = &rec.status {
-                    Some(print_status(&rec, s, st, out))
-                } else {
-                    rec.merge
-                        .as_ref()
-                        .map(|m| print_merge_status(&rec, m, st, out))
-                };
-                match r {
-                    Some(Err(e)) => return Ok(Err(e.into())),
-                    Some(Ok(())) => self.printed += 1,
-                    None => {}
-                }
-                continue;
-            }
-            // Probe- and merge-status records describe the probe, not a flow.
-            if rec.is_meta() {
-                continue;
-            }
-            if self.filter.as_ref().is_some_and(|f| !f.matches(&rec)) {
-                continue;
-            }
-            if let Err(e) = self.printer.record(&rec, out) {
-                return Ok(Err(e.into()));
-            }
-            self.printed += 1;
-        }
-        Ok(Ok(()))
-    }
-}
-
 /// One probe-status record: a line (or a JSON object) with every counter, named.
 fn print_status(
     rec: &FlowRecord,
     s: &ProbeStatus,
     st: &StatusStyle,
-    out: &mut impl Write,
+    out: &mut dyn Write,
 ) -> io::Result<()> {
     let fields: [(&str, u64); 14] = [
         ("seen", s.seen),
@@ -307,7 +301,7 @@ fn print_merge_status(
     rec: &FlowRecord,
     m: &MergeStatus,
     st: &StatusStyle,
-    out: &mut impl Write,
+    out: &mut dyn Write,
 ) -> io::Result<()> {
     let fields: [(&str, i128); 13] = [
         ("records_in", m.records_in.into()),
@@ -365,24 +359,4 @@ fn print_merge_status(
         }
     }
     writeln!(out)
-}
-
-fn record_failure(e: RecordError) -> Failure {
-    match e {
-        RecordError::Io { .. } => Failure::io(e.to_string()),
-        _ => Failure::bad(e.to_string()),
-    }
-}
-
-fn display(p: &Path) -> String {
-    p.display().to_string()
-}
-
-/// `io::Error` text without the "(os error 2)" suffix.
-fn io_msg(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
 }

@@ -1,9 +1,12 @@
-//! The compiled filter tree and its evaluation against one record.
+//! The compiled filter tree and its evaluation against one record. Evaluation only reads the
+//! record: no allocation, no formatting.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use tapflow_record::{AddrKind, FlowRecord};
+use tapflow_record::{encap, flags, AddrKind, FlowRecord};
+
+use super::field::{is_tcp, Cmp};
 
 /// Which endpoint a primitive looks at: `src` is the record's initiator (`saddr`/`sport`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +71,29 @@ pub enum Prim {
     Host(Dir, HostAddr),
     Net(Dir, Net),
     Port(Dir, u16),
+    /// `portrange LO-HI` (inclusive).
+    PortRange(Dir, u16, u16),
+    /// `ether proto N`: the record's ethertype (of the IP layer for IP flows).
+    EtherProto(u16),
+    /// `vlan` alone: a VLAN tag was seen.
+    Vlan,
+    /// `mpls` alone: an MPLS label was seen.
+    Mpls,
+    /// TCP flags (any bit of the mask) sent by the side(s).
+    TcpFlags(Dir, u8),
+    /// `synack`: the responder sent a SYN-ACK.
+    SynAck,
+    /// `frag`: fragments seen (the record flag, or the side's fragment count).
+    Frag(Dir),
+    /// A `flags::*` bit of the record (`ecn`).
+    RecordFlag(u32),
+    /// The ICMP type of the initiator's message, per family (`None`: no such type there).
+    IcmpType {
+        v4: Option<u8>,
+        v6: Option<u8>,
+    },
+    /// A field predicate (`pkts gt 10`).
+    Cmp(Cmp),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +118,7 @@ fn either(dir: Dir, f: impl Fn(bool) -> bool) -> bool {
 }
 
 impl Prim {
+    #[inline]
     pub fn matches(&self, r: &FlowRecord) -> bool {
         match *self {
             Prim::Proto { proto, kind } => {
@@ -123,11 +150,72 @@ impl Prim {
             Prim::Port(dir, p) => {
                 has_ports(r) && either(dir, |s| (if s { r.sport } else { r.dport }) == p)
             }
+            Prim::PortRange(dir, lo, hi) => {
+                has_ports(r)
+                    && either(dir, |s| {
+                        (lo..=hi).contains(&if s { r.sport } else { r.dport })
+                    })
+            }
+            Prim::EtherProto(t) => r.ethertype == t,
+            Prim::Vlan => r.vlan != [0, 0] || r.encap.kinds & (encap::VLAN | encap::QINQ) != 0,
+            Prim::Mpls => r.mpls != [0, 0] || r.encap.kinds & encap::MPLS != 0,
+            Prim::TcpFlags(dir, mask) => {
+                is_tcp(r)
+                    && either(dir, |s| {
+                        (if s { r.src.tcp_flags } else { r.dst.tcp_flags }) & mask != 0
+                    })
+            }
+            Prim::SynAck => is_tcp(r) && r.dst.tcp_flags & 0x12 == 0x12,
+            Prim::Frag(dir) => match dir {
+                Dir::Src => r.src.frags > 0,
+                Dir::Dst => r.dst.frags > 0,
+                Dir::Either => {
+                    r.flags & flags::FRAGMENTS != 0 || r.src.frags > 0 || r.dst.frags > 0
+                }
+            },
+            Prim::RecordFlag(bit) => r.flags & bit != 0,
+            Prim::IcmpType { v4, v6 } => {
+                let ty = Some((r.sport >> 8) as u8);
+                match (r.addr_kind, r.proto) {
+                    (AddrKind::Ipv4, 1) => v4 == ty,
+                    (AddrKind::Ipv6, 58) => v6 == ty,
+                    _ => false,
+                }
+            }
+            Prim::Cmp(ref c) => c.matches(r),
         }
     }
 }
 
+/// TCP flag words and their bits.
+pub const TCP_FLAGS: &[(&str, u8)] = &[
+    ("fin", 0x01),
+    ("syn", 0x02),
+    ("rst", 0x04),
+    ("reset", 0x04),
+    ("push", 0x08),
+    ("psh", 0x08),
+    ("ack", 0x10),
+    ("urg", 0x20),
+    ("ece", 0x40),
+    ("cwr", 0x80),
+];
+
+/// ICMP type words: (name, IPv4 type, ICMPv6 type).
+pub const ICMP_TYPES: &[(&str, Option<u8>, Option<u8>)] = &[
+    ("echo", Some(8), Some(128)),
+    ("echoreply", Some(0), Some(129)),
+    ("unreach", Some(3), Some(1)),
+    ("srcquench", Some(4), None),
+    ("redirect", Some(5), Some(137)),
+    ("timxceed", Some(11), Some(3)),
+    ("timexed", Some(11), Some(3)),
+    ("paramprob", Some(12), Some(4)),
+    ("parmprob", Some(12), Some(4)),
+];
+
 impl Expr {
+    #[inline]
     pub fn matches(&self, r: &FlowRecord) -> bool {
         match self {
             Expr::All(v) => v.iter().all(|e| e.matches(r)),
@@ -195,6 +283,28 @@ impl fmt::Display for Expr {
                     write!(f, "{d}net {a}/{}", n.prefix)
                 }
                 Prim::Port(d, p) => write!(f, "{d}port {p}"),
+                Prim::PortRange(d, lo, hi) => write!(f, "{d}portrange {lo}-{hi}"),
+                Prim::EtherProto(t) => write!(f, "ether proto 0x{t:04x}"),
+                Prim::Vlan => f.write_str("vlan"),
+                Prim::Mpls => f.write_str("mpls"),
+                Prim::TcpFlags(d, m) => {
+                    let names: Vec<&str> =
+                        ["fin", "syn", "rst", "push", "ack", "urg", "ece", "cwr"]
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| m & (1 << i) != 0)
+                            .map(|(_, n)| *n)
+                            .collect();
+                    write!(f, "{d}{}", names.join("|"))
+                }
+                Prim::SynAck => f.write_str("synack"),
+                Prim::Frag(d) => write!(f, "{d}frag"),
+                Prim::RecordFlag(b) => write!(f, "flag 0x{b:x}"),
+                Prim::IcmpType { v4, v6 } => {
+                    let t = |t: &Option<u8>| t.map_or("-".to_string(), |t| t.to_string());
+                    write!(f, "icmptype {}/{}", t(v4), t(v6))
+                }
+                Prim::Cmp(c) => write!(f, "{c}"),
             },
         }
     }
