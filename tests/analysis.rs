@@ -938,13 +938,18 @@ fn spam_and_scan() -> Vec<FlowRecord> {
             2,
         ));
     }
+    // SYN probes (no SYN-ACK back).
+    let syn = |mut r: FlowRecord| {
+        r.src.tcp_flags = 0x02;
+        r
+    };
     for i in 0..50u64 {
         let remote = [203, 0, 113, i as u8 + 1];
-        v.push(at(tcp(PROBER, 32000, remote, 8080, 1, 0), 100 + i, 0));
+        v.push(at(syn(tcp(PROBER, 32000, remote, 8080, 1, 0)), 100 + i, 0));
     }
     for i in 0..500u64 {
         let local = [10, 1, (i / 250) as u8, (i % 250 + 1) as u8];
-        v.push(at(tcp(SCANNER, 55555, local, 23, 1, 0), 200 + i, 0));
+        v.push(at(syn(tcp(SCANNER, 55555, local, 23, 1, 0)), 200 + i, 0));
     }
     v.push(at(
         tcp(CLIENT, 40000, [192, 0, 2, 80], 443, 100, 500),
@@ -1442,4 +1447,71 @@ fn help_lists_the_analysis_subcommands_with_examples() {
         );
         assert!(h.stdout.contains("TIME RANGE"), "{c}");
     }
+}
+
+/// `-w` onto one of the inputs would truncate it before a record is read: refused, input
+/// untouched, for every subcommand that writes records.
+#[test]
+fn writing_over_an_input_is_refused() {
+    let (d, f) = three_hosts_file("analysis-w-over-input");
+    let before = fs::read(&f).unwrap();
+    for cmd in ["read", "sort", "agg"] {
+        let o = tapflow(&[cmd, "-r", p(&f), "-w", p(&f)], None);
+        assert_eq!(o.code, 2, "{cmd}: {}", o.stderr);
+        assert!(o.stderr.contains("is also an input"), "{cmd}: {}", o.stderr);
+        assert_eq!(fs::read(&f).unwrap(), before, "{cmd} changed its input");
+    }
+    // Into a file inside an input directory as well.
+    let o = tapflow(&["sort", "-r", p(&d), "-w", p(&f)], None);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert_eq!(fs::read(&f).unwrap(), before);
+    let _ = fs::remove_dir_all(&d);
+}
+
+/// A file rotated at midnight starts with flows that began just before it: a time of day is
+/// still taken on the date of the data, and the date chosen is said.
+#[test]
+fn time_of_day_is_on_the_date_of_the_data_despite_a_straggler_before_midnight() {
+    let d = scratch("analysis-tod-midnight");
+    let f = d.join("day.tfr");
+    // The first midnight after T0; the file's first record started 2 s before it.
+    let day = 86_400 * S;
+    let m = (T0 / day + 1) * day;
+    let rec_at = |r: FlowRecord, t: u64, dur: u64| {
+        let mut r = r;
+        r.stime_ns = t;
+        r.ltime_ns = t + dur * S;
+        r
+    };
+    let mut recs = vec![rec_at(tcp(A, 40000, WEB, 80, 1, 1), m - 2 * S, 10)];
+    for i in 0..10u16 {
+        recs.push(rec_at(
+            tcp(B, 41000 + i, WEB, 80, 1, 1),
+            m + (1800 + u64::from(i)) * S,
+            1,
+        ));
+    }
+    write_file(&f, header(1, 1), &recs, 4);
+    let o = tapflow(
+        &[
+            "read",
+            "-r",
+            p(&f),
+            "-t",
+            "00:29-00:32",
+            "-s",
+            "sport",
+            "-n",
+        ],
+        None,
+    );
+    let ports = ok(&o)
+        .iter()
+        .filter(|l| l.trim().starts_with("410"))
+        .count();
+    assert_eq!(ports, 10, "{}\n{}", o.stdout, o.stderr);
+    // -v says which date was taken.
+    let o = tapflow(&["read", "-v", "-r", p(&f), "-t", "00:29-00:32"], None);
+    assert!(o.stderr.contains("taken on"), "{}", o.stderr);
+    let _ = fs::remove_dir_all(&d);
 }

@@ -43,6 +43,7 @@ pub fn run(args: &AggArgs, dashdash: bool) -> Result<(), Failure> {
         parse_selection_from(&args.output.fields, &default_fields(&key)).map_err(Failure::bad)?;
     let filter = parse_filter(&args.filter, dashdash)?;
     let mut records = open_sources(&args.source, filter, Meta::Skip)?;
+    crate::read::refuse_output_over_input(&args.source.files, args.output.write.as_deref())?;
     let mut output = Output::new(&args.output, fields)?;
     let mut agg = Aggregator::new(key);
     // Nothing is printed while reading, so messages need no flush first.

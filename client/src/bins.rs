@@ -12,8 +12,9 @@
 //!   `⌊C·t_i/dur⌋ − ⌊C·t_{i−1}/dur⌋`, `t_i` the time covered up to the end of bin `i`), so the
 //!   integer parts always add up to exactly the record's counters. A record of zero duration
 //!   (or with `ltime < stime`) goes whole into the bin holding `stime`. A record that would
-//!   span more than `max_bins_per_record` bins (a corrupt time) also goes whole into its start
-//!   bin, rather than making millions of rows.
+//!   span more than `max_bins_per_record` bins (10,000 by default: a long aggregate binned by the
+//!   second, or a corrupt time) also goes whole into its start bin, rather than making
+//!   millions of rows.
 //! * **Start bin** (`--start-bin`): every record goes whole into the bin holding its `stime`.
 //!
 //! `count` is the number of records (or record pieces, when split) in the row, like the
@@ -218,7 +219,8 @@ impl Default for BinsOptions {
             split: SplitMode::Proportional,
             format: BinsFormat::Text,
             epoch: false,
-            max_bins_per_record: 1_000_000,
+            // Bounds the rows one record can make (a record of days binned by the second).
+            max_bins_per_record: 10_000,
         }
     }
 }

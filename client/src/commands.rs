@@ -2,7 +2,6 @@
 //! sources ([`open_sources`]) and the library modules that do the work.
 
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
 
 use crate::anon::{AnonKey, AnonOptions, MacMode, PortMode, TimeMode};
 use crate::bins::{BinsFormat, BinsOptions, SplitMode};
@@ -237,14 +236,6 @@ fn time_shift(s: &str) -> Result<i64, Failure> {
     Ok(if neg { -ns } else { ns })
 }
 
-/// True when the existing file `out` is the input `input` or lies in the input directory.
-fn is_input(input: &Path, out: &Path) -> bool {
-    match (std::fs::canonicalize(input), std::fs::canonicalize(out)) {
-        (Ok(i), Ok(o)) => o.starts_with(i),
-        _ => false,
-    }
-}
-
 /// `tapflow anon`.
 pub fn run_anon(args: &AnonArgs, dashdash: bool) -> Result<(), Failure> {
     let key = anon_key(args)?;
@@ -277,14 +268,7 @@ pub fn run_anon(args: &AnonArgs, dashdash: bool) -> Result<(), Failure> {
         strip_payload: !args.keep_payload,
         ..AnonOptions::new(key)
     };
-    // Creating the output truncates it: never over an input.
-    if let Some(f) = args.source.files.iter().find(|f| is_input(f, &args.write)) {
-        return Err(Failure::bad(format!(
-            "-w {} is also an input (-r {}): write elsewhere",
-            args.write.display(),
-            f.display()
-        )));
-    }
+    crate::read::refuse_output_over_input(&args.source.files, Some(&args.write))?;
     let filter = parse_filter(&args.filter, dashdash)?;
     let mut records = open_sources(&args.source, filter, Meta::Keep)?;
     let out_args = OutputArgs {

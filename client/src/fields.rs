@@ -359,7 +359,7 @@ pub fn value(f: Field, r: &FlowRecord) -> Value {
         Field::Dflags => tcp_only(r, TcpFlags(d.tcp_flags)),
         Field::Synack => Secs(r.synack_ns),
         Field::Ackdat => Secs(r.ackdat_ns),
-        Field::Tcprtt => Secs(r.synack_ns + r.ackdat_ns),
+        Field::Tcprtt => Secs(r.synack_ns.saturating_add(r.ackdat_ns)),
         Field::Sjit => Millis(s.ipt_std_ns),
         Field::Djit => Millis(d.ipt_std_ns),
         Field::Sintpkt => Millis(s.ipt_mean_ns),

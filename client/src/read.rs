@@ -95,6 +95,32 @@ enum Sink {
     Native(RecordWriter<Box<dyn Write>>),
 }
 
+/// Creating `-w` truncates it: refuse when it is one of the inputs (or inside an input
+/// directory), so `sort -r x.tfr -w x.tfr` cannot destroy its own input.
+pub(crate) fn refuse_output_over_input(
+    inputs: &[std::path::PathBuf],
+    write: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    let Some(out) = write.filter(|w| w.as_os_str() != "-") else {
+        return Ok(());
+    };
+    let Ok(o) = std::fs::canonicalize(out) else {
+        return Ok(());
+    };
+    for f in inputs {
+        if let Ok(i) = std::fs::canonicalize(f) {
+            if o.starts_with(&i) {
+                return Err(Failure::bad(format!(
+                    "-w {} is also an input (-r {}): write elsewhere",
+                    out.display(),
+                    f.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Output {
     /// Text with `fields` in the format `a` asks for, or the `-w` file (created now).
     pub(crate) fn new(a: &OutputArgs, fields: Vec<Field>) -> Result<Output, Failure> {
@@ -209,6 +235,7 @@ pub fn run(args: &ReadArgs, dashdash: bool) -> Result<(), Failure> {
     let filter = parse_filter(&args.filter, dashdash)?;
     let meta = if args.status { Meta::Only } else { Meta::Skip };
     let mut records = open_sources(&args.source, filter, meta)?;
+    crate::read::refuse_output_over_input(&args.source.files, args.output.write.as_deref())?;
     let mut output = Output::new(&args.output, fields)?;
     let status = (args.status && !output.is_native()).then_some(StatusStyle {
         json: args.output.json,

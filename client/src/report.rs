@@ -824,8 +824,7 @@ impl Reporter {
         if sl && remote_dst && ports && self.opts.fanout_ports.contains(&r.dport) {
             self.fanout(s, d, r.stime_ns);
         }
-        // Echo replies carry the request's data: for ICMP a reply does not clear a probe.
-        if r.src.pkts <= self.opts.scan_max_pkts && (r.dst.app_bytes == 0 || r.is_icmp()) {
+        if is_probe(r, self.opts.scan_max_pkts) {
             self.scan(s, d, r);
         }
     }
@@ -1652,3 +1651,28 @@ fn dur_text(secs: f64) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// A record that looks like a scan probe: few packets from the initiator and no real answer.
+/// Judged per record, so continuation records of ordinary flows must not qualify: a TCP probe
+/// carries the initiator's SYN and no SYN-ACK came back; an ICMP probe is a request (echo,
+/// timestamp, address mask; ICMPv6 echo), not an error message or a reply, which routers
+/// send to many hosts.
+fn is_probe(r: &FlowRecord, max_pkts: u64) -> bool {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    if r.src.pkts == 0 || r.src.pkts > max_pkts {
+        return false;
+    }
+    if r.is_icmp() {
+        let ty = (r.sport >> 8) as u8;
+        return match r.addr_kind {
+            tapflow_record::AddrKind::Ipv4 => matches!(ty, 8 | 13 | 15 | 17),
+            _ => ty == 128,
+        };
+    }
+    if r.proto == 6 {
+        let synack = r.dst.tcp_flags & (SYN | ACK) == SYN | ACK;
+        return r.src.tcp_flags & SYN != 0 && !synack && r.dst.app_bytes == 0;
+    }
+    r.dst.app_bytes == 0
+}

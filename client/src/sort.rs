@@ -29,6 +29,7 @@ pub fn run(args: &SortArgs, dashdash: bool) -> Result<(), Failure> {
     let fields = parse_selection(&args.output.fields).map_err(Failure::bad)?;
     let filter = parse_filter(&args.filter, dashdash)?;
     let mut records = open_sources(&args.source, filter, Meta::Skip)?;
+    crate::read::refuse_output_over_input(&args.source.files, args.output.write.as_deref())?;
     let mut output = Output::new(&args.output, fields)?;
     let mut sorter = Sorter::new(keys, args.top);
     for rec in records.by_ref() {

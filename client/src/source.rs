@@ -264,9 +264,14 @@ impl Records {
     fn wanted(&mut self, rec: &FlowRecord) -> bool {
         if let Some(t) = &self.time {
             // A time of day is on the date of the first record read.
-            let range = *self
-                .range
-                .get_or_insert_with(|| t.resolve(self.now_ns, rec.stime_ns));
+            let range = match self.range {
+                Some(r) => r,
+                None => {
+                    let r = resolve_noting(t, self.now_ns, rec.stime_ns, self.verbose);
+                    self.range = Some(r);
+                    r
+                }
+            };
             if !range.selects(rec.stime_ns, rec.ltime_ns) {
                 return false;
             }
@@ -284,7 +289,8 @@ impl Records {
             if let (Some(t), None) = (&self.time, self.range) {
                 if let Some(s) = p.peek.start_ns {
                     // This file's first record is the first record read.
-                    self.range = Some(t.resolve(self.now_ns, s));
+                    out.flush()?;
+                    self.range = Some(resolve_noting(t, self.now_ns, s, self.verbose));
                 }
             }
             if let (Some(r), false) = (self.range, self.no_prune) {
@@ -504,4 +510,24 @@ pub(crate) fn io_msg(e: &io::Error) -> String {
         Some(i) => s[..i].to_string(),
         None => s,
     }
+}
+
+/// Resolves `-t`; a time of day is put on the date of the data: that of the first record
+/// read, moved on by [`PRUNE_SLACK_NS`] because a file rotated at midnight starts with
+/// records of flows that began just before it. With `-v` the date chosen is said.
+fn resolve_noting(
+    t: &crate::timerange::TimeSpec,
+    now_ns: u64,
+    first_stime: u64,
+    verbose: bool,
+) -> TimeRange {
+    let anchor = first_stime.saturating_add(PRUNE_SLACK_NS);
+    let r = t.resolve(now_ns, anchor);
+    if verbose && t.needs_anchor() {
+        let (y, m, d, ..) = tapflow_record::time::utc(anchor / 1_000_000_000);
+        report(format_args!(
+            "note: -t time of day taken on {y:04}-{m:02}-{d:02} (the date of the data); give a date to choose another"
+        ));
+    }
+    r
 }

@@ -546,11 +546,12 @@ impl FlowRecord {
     pub fn is_meta(&self) -> bool {
         self.status.is_some() || self.merge.is_some()
     }
+    // Saturating: records come from files, and a damaged or hostile one may hold anything.
     pub fn pkts(&self) -> u64 {
-        self.src.pkts + self.dst.pkts
+        self.src.pkts.saturating_add(self.dst.pkts)
     }
     pub fn bytes(&self) -> u64 {
-        self.src.bytes + self.dst.bytes
+        self.src.bytes.saturating_add(self.dst.bytes)
     }
     pub fn dur_ns(&self) -> u64 {
         self.ltime_ns.saturating_sub(self.stime_ns)

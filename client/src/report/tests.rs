@@ -35,6 +35,10 @@ fn rec(
     r.src.bytes = sb;
     r.dst.pkts = dp;
     r.dst.bytes = db;
+    if proto == 6 {
+        // The initiator's SYN: a record that starts a connection.
+        r.src.tcp_flags = 0x02;
+    }
     r
 }
 
@@ -42,6 +46,7 @@ fn rec(
 fn answered(src: [u8; 4], dst: [u8; 4], dport: u16, t: u64) -> FlowRecord {
     let mut r = rec(src, dst, 6, dport, (10, 1000), (8, 2000), t);
     r.dst.app_bytes = 500;
+    r.dst.tcp_flags = 0x12;
     r
 }
 
@@ -283,6 +288,29 @@ fn top_hosts_in_out_split_hand_checked() {
     assert_eq!(t.internal.bytes(), 5500);
     assert_eq!(t.transit.bytes(), 200);
     assert_eq!((t.local_hosts, t.remote_hosts), (2, 5));
+}
+
+#[test]
+fn closing_records_and_icmp_errors_are_not_probes() {
+    // The last record of an ordinary connection (FIN exchange, no SYN, no payload back) and
+    // ICMP errors a router sends to many hosts: neither is a scan.
+    let mut recs = Vec::new();
+    for i in 0..300u32 {
+        let dst = [20, 0, (i >> 8) as u8, i as u8];
+        let mut close = rec(v4(10, 0, 0, 5), dst, 6, 443, (2, 120), (1, 60), T0);
+        close.src.tcp_flags = 0x11;
+        close.dst.tcp_flags = 0x11;
+        recs.push(close);
+        let mut err = rec(v4(10, 0, 0, 254), dst, 1, 0, (1, 70), (0, 0), T0);
+        err.sport = 11 << 8; // time exceeded
+        recs.push(err);
+        let mut echo = rec(v4(10, 0, 0, 7), dst, 1, 0, (1, 70), (1, 70), T0);
+        echo.sport = 8 << 8; // echo request: a ping sweep is a scan
+        recs.push(echo);
+    }
+    let r = report(recs, &opts_local());
+    let scanners: Vec<&str> = r.scans.scanners.iter().map(|s| s.source.as_str()).collect();
+    assert_eq!(scanners, vec!["10.0.0.7"], "{scanners:?}");
 }
 
 #[test]
