@@ -1515,3 +1515,21 @@ fn time_of_day_is_on_the_date_of_the_data_despite_a_straggler_before_midnight() 
     assert!(o.stderr.contains("taken on"), "{}", o.stderr);
     let _ = fs::remove_dir_all(&d);
 }
+
+/// An archive directory with no record files (a typo, an empty mount) is not "no traffic":
+/// said on stderr, exit status 1, for every subcommand.
+#[test]
+fn an_empty_archive_directory_exits_1() {
+    let d = scratch("analysis-empty-dir");
+    fs::create_dir_all(&d).unwrap();
+    for args in [
+        vec!["read", "-r", p(&d)],
+        vec!["agg", "-r", p(&d)],
+        vec!["hist", "-r", p(&d), "pkts"],
+    ] {
+        let o = tapflow(&args, None);
+        assert_eq!(o.code, 1, "{args:?}: {}", o.stderr);
+        assert!(o.stderr.contains("no record files in"), "{}", o.stderr);
+    }
+    let _ = fs::remove_dir_all(&d);
+}

@@ -162,7 +162,10 @@ impl Records {
                     }
                 }
                 if found.is_empty() {
-                    report(format_args!("note: no record files in {}", path.display()));
+                    // A script must tell "no archive here" (a typo, an empty mount) from "no
+                    // traffic": that is exit status 1, not 0.
+                    report(format_args!("no record files in {}", path.display()));
+                    failed = Some(failed.map_or(1, |c: i32| c.max(1)));
                 }
                 // By the time covered; files without a record (nothing to read) last.
                 found.sort_by(|a, b| {
