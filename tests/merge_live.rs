@@ -455,6 +455,29 @@ flush_interval = 0.2
     }
 }
 
+impl Setup {
+    /// After everything stopped: the archive still holds what `got` saw (nothing was written
+    /// twice while stopping, e.g. by the probes' drain), and that equals one probe's totals.
+    fn assert_merged(&self, got: &BTreeMap<String, [u64; 4]>, logs: &[(&str, &str)]) {
+        let logs: String = logs
+            .iter()
+            .map(|(name, log)| format!("\n--- {name}\n{log}"))
+            .collect();
+        assert_eq!(
+            got,
+            &totals(&read_dir_records(&self.archive())),
+            "changed while stopping{logs}"
+        );
+        let d = diff(&self.want, got);
+        assert!(
+            d.is_empty(),
+            "{} flows differ:\n{}{logs}",
+            d.len(),
+            d.join("\n")
+        );
+    }
+}
+
 impl Drop for Setup {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -495,15 +518,7 @@ fn live_split_tap_over_tls_matches_one_probe() {
     let la = a.stop_ok();
     let lb = b.stop_ok();
     let ld = daemon.stop_ok();
-    // Nothing written while stopping may change it (no duplicate from the probes' drain).
-    assert_eq!(got, totals(&read_dir_records(&s.archive())), "{ld}");
-    let d = diff(&s.want, &got);
-    assert!(
-        d.is_empty(),
-        "{} flows differ:\n{}\n--- daemon\n{ld}\n--- a\n{la}\n--- b\n{lb}",
-        d.len(),
-        d.join("\n")
-    );
+    s.assert_merged(&got, &[("daemon", &ld), ("a", &la), ("b", &lb)]);
     assert!(ld.contains("(TLS, client certificates required)"), "{ld}");
     assert!(la.contains("every chunk acknowledged"), "{la}");
     assert!(lb.contains("every chunk acknowledged"), "{lb}");
@@ -586,13 +601,15 @@ fn live_merge_loses_nothing_across_probe_and_daemon_restarts() {
     let la = a.stop_ok();
     let lb = b.stop_ok();
     let ld = daemon.stop_ok();
-    assert_eq!(got, totals(&read_dir_records(&s.archive())), "{ld}");
-    let d = diff(&s.want, &got);
-    assert!(
-        d.is_empty(),
-        "{} flows differ:\n{}\n--- daemon (first run)\n{ld1}\n--- daemon\n{ld}\n--- a (first run)\n{la1}\n--- a\n{la}\n--- b\n{lb}",
-        d.len(),
-        d.join("\n")
+    s.assert_merged(
+        &got,
+        &[
+            ("daemon (first run)", &ld1),
+            ("daemon", &ld),
+            ("a (first run)", &la1),
+            ("a", &la),
+            ("b", &lb),
+        ],
     );
     // The restarted daemon went on from its last commit: the archive file was cut back to
     // the committed length and what followed was made again from the probes' replays.

@@ -354,6 +354,39 @@ fn hw_type(fd: RawFd, iface: &str) -> io::Result<u16> {
 }
 
 impl AfPacket {
+    /// The capture state over a mapped ring of `block_count` blocks (Drop unmaps it).
+    fn over_ring(
+        fd: OwnedFd,
+        ring: *mut u8,
+        block_size: usize,
+        block_count: usize,
+        link: LinkType,
+        iface_tag: u16,
+        name: String,
+    ) -> AfPacket {
+        AfPacket {
+            fd,
+            ring,
+            ring_len: block_size * block_count,
+            block_size,
+            block_count,
+            link,
+            iface_tag,
+            name,
+            cur: 0,
+            left_in_block: None,
+            pkt_off: 0,
+            release_from: 0,
+            release_n: 0,
+            descs: Vec::with_capacity(BATCH_MAX),
+            stats: CaptureStats::default(),
+            kernel_seen: 0,
+            kernel_drops: 0,
+            warnings: Vec::new(),
+            warned: 0,
+        }
+    }
+
     /// Opens a TPACKET_V3 socket on `cfg.iface` (in the calling thread's network namespace),
     /// maps its ring and, with `cfg.fanout`, joins the fanout group. The socket works from any
     /// thread afterwards. Needs CAP_NET_RAW (the ring is kernel memory: no RLIMIT_MEMLOCK).
@@ -463,27 +496,15 @@ impl AfPacket {
             return Err(step_err(iface, "mmap ring", io::Error::last_os_error()));
         }
         // From here on Drop unmaps the ring.
-        let cap = AfPacket {
+        let cap = AfPacket::over_ring(
             fd,
-            ring: ring as *mut u8,
-            ring_len,
-            block_size: cfg.block_size as usize,
-            block_count: cfg.block_count as usize,
+            ring as *mut u8,
+            cfg.block_size as usize,
+            cfg.block_count as usize,
             link,
-            iface_tag: cfg.iface_tag,
-            name: format!("afpacket:{iface}"),
-            cur: 0,
-            left_in_block: None,
-            pkt_off: 0,
-            release_from: 0,
-            release_n: 0,
-            descs: Vec::with_capacity(BATCH_MAX),
-            stats: CaptureStats::default(),
-            kernel_seen: 0,
-            kernel_drops: 0,
-            warnings: Vec::new(),
-            warned: 0,
-        };
+            cfg.iface_tag,
+            format!("afpacket:{iface}"),
+        );
 
         // SAFETY: an all-zero sockaddr_ll is valid; we set the fields bind reads.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -833,27 +854,15 @@ mod tests {
             )
         };
         assert_ne!(ring, libc::MAP_FAILED);
-        AfPacket {
-            fd: std::fs::File::open("/dev/null").unwrap().into(),
-            ring: ring as *mut u8,
-            ring_len: BS * blocks,
-            block_size: BS,
-            block_count: blocks,
-            link: LinkType::ETHERNET,
-            iface_tag: 3,
-            name: "afpacket:test".into(),
-            cur: 0,
-            left_in_block: None,
-            pkt_off: 0,
-            release_from: 0,
-            release_n: 0,
-            descs: Vec::with_capacity(BATCH_MAX),
-            stats: CaptureStats::default(),
-            kernel_seen: 0,
-            kernel_drops: 0,
-            warnings: Vec::new(),
-            warned: 0,
-        }
+        AfPacket::over_ring(
+            std::fs::File::open("/dev/null").unwrap().into(),
+            ring as *mut u8,
+            BS,
+            blocks,
+            LinkType::ETHERNET,
+            3,
+            "afpacket:test".into(),
+        )
     }
 
     fn put32(c: &AfPacket, at: usize, v: u32) {

@@ -274,53 +274,25 @@ fn print_status(
     st: &StatusStyle,
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    let fields: [(&str, u64); 14] = [
-        ("seen", s.seen),
-        ("delivered", s.delivered),
-        ("ring_drops", s.ring_drops),
-        ("filtered", s.filtered),
-        ("passed", s.passed),
-        ("invalid", s.invalid),
-        ("decoded", s.decoded),
-        ("malformed", s.malformed),
-        ("flows_admitted", s.flows_admitted),
-        ("evictions", s.evictions),
-        ("records_queued", s.records_queued),
-        ("records_dropped", s.records_dropped),
-        ("active_flows", s.active_flows),
+    let fields: [(&str, i128); 14] = [
+        ("seen", s.seen.into()),
+        ("delivered", s.delivered.into()),
+        ("ring_drops", s.ring_drops.into()),
+        ("filtered", s.filtered.into()),
+        ("passed", s.passed.into()),
+        ("invalid", s.invalid.into()),
+        ("decoded", s.decoded.into()),
+        ("malformed", s.malformed.into()),
+        ("flows_admitted", s.flows_admitted.into()),
+        ("evictions", s.evictions.into()),
+        ("records_queued", s.records_queued.into()),
+        ("records_dropped", s.records_dropped.into()),
+        ("active_flows", s.active_flows.into()),
         ("flags", s.flags.into()),
     ];
-    let secs = |ns: u64| format!("{}.{:06}", ns / 1_000_000_000, ns % 1_000_000_000 / 1000);
-    if st.json {
-        write!(
-            out,
-            "{{\"probe\":{},\"worker\":{},\"stime\":{},\"ltime\":{}",
-            rec.probe_id,
-            s.worker,
-            secs(rec.stime_ns),
-            secs(rec.ltime_ns)
-        )?;
-        for (k, v) in fields {
-            write!(out, ",\"{k}\":{v}")?;
-        }
-        return writeln!(out, "}}");
-    }
-    let mut t = String::new();
-    crate::format::push_time(&mut t, rec.ltime_ns, st.epoch);
-    write!(
-        out,
-        "{t} probe {} worker {} interval {:.3}s",
-        rec.probe_id,
-        s.worker,
-        rec.ltime_ns.saturating_sub(rec.stime_ns) as f64 / 1e9
-    )?;
-    for (k, v) in fields {
-        write!(out, " {k} {v}")?;
-    }
-    if s.flags & status_flags::FINAL != 0 {
-        write!(out, " final")?;
-    }
-    writeln!(out)
+    let who = [("probe", rec.probe_id), ("worker", s.worker)];
+    let words = [(status_flags::FINAL, "final")];
+    print_meta(rec, &who, &fields, &words, s.flags, st, out)
 }
 
 /// One merge-status record (tapflow-merge's counters for one input).
@@ -345,7 +317,8 @@ fn print_merge_status(
         ("active_flows", m.active_flows.into()),
         ("flags", m.flags.into()),
     ];
-    let names = [
+    let who = [("merger", rec.probe_id), ("input probe", m.probe)];
+    let words = [
         (merge_flags::REFERENCE, "reference"),
         (merge_flags::SKEW_ALARM, "skew-alarm"),
         (merge_flags::NO_OFFSET, "no-offset"),
@@ -353,13 +326,29 @@ fn print_merge_status(
         (merge_flags::FINAL, "final"),
         (merge_flags::DISCONNECTED, "disconnected"),
     ];
+    print_meta(rec, &who, &fields, &words, m.flags, st, out)
+}
+
+/// A status record as a line or a JSON object: who wrote it (`who`: probe and worker, or
+/// merger and input), its interval, every counter named, and in text the flags set by name.
+fn print_meta(
+    rec: &FlowRecord,
+    who: &[(&str, u32)],
+    fields: &[(&str, i128)],
+    words: &[(u32, &str)],
+    flags: u32,
+    st: &StatusStyle,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let secs = |ns: u64| format!("{}.{:06}", ns / 1_000_000_000, ns % 1_000_000_000 / 1000);
     if st.json {
+        write!(out, "{{")?;
+        for (k, v) in who {
+            write!(out, "\"{}\":{v},", k.replace(' ', "_"))?;
+        }
         write!(
             out,
-            "{{\"merger\":{},\"input_probe\":{},\"stime\":{},\"ltime\":{}",
-            rec.probe_id,
-            m.probe,
+            "\"stime\":{},\"ltime\":{}",
             secs(rec.stime_ns),
             secs(rec.ltime_ns)
         )?;
@@ -370,18 +359,20 @@ fn print_merge_status(
     }
     let mut t = String::new();
     crate::format::push_time(&mut t, rec.ltime_ns, st.epoch);
+    write!(out, "{t}")?;
+    for (k, v) in who {
+        write!(out, " {k} {v}")?;
+    }
     write!(
         out,
-        "{t} merger {} input probe {} interval {:.3}s",
-        rec.probe_id,
-        m.probe,
+        " interval {:.3}s",
         rec.ltime_ns.saturating_sub(rec.stime_ns) as f64 / 1e9
     )?;
     for (k, v) in fields {
         write!(out, " {k} {v}")?;
     }
-    for (bit, name) in names {
-        if m.flags & bit != 0 {
+    for (bit, name) in words {
+        if flags & bit != 0 {
             write!(out, " {name}")?;
         }
     }

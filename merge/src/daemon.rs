@@ -739,14 +739,11 @@ fn serve(
         ));
     }
     shared.connections.fetch_add(1, Ordering::Relaxed);
-    let mut sent: BTreeMap<u64, u64> = shared.committed_of(probe).into_iter().collect();
-    tp::write_msg(
-        &mut conn,
-        tp::RESUME,
-        &[&tp::pairs(&shared.committed_of(probe))],
-    )
-    .and_then(|_| conn.flush())
-    .map_err(|e| format!("{who}: {e}"))?;
+    let resume = shared.committed_of(probe);
+    tp::write_msg(&mut conn, tp::RESUME, &[&tp::pairs(&resume)])
+        .and_then(|_| conn.flush())
+        .map_err(|e| format!("{who}: {e}"))?;
+    let mut sent: BTreeMap<u64, u64> = resume.into_iter().collect();
     log(&format!(
         "probe {probe} (leg {input}) connected from {who}, run {run}"
     ));

@@ -57,7 +57,6 @@ pub struct SpoolStats {
     pub write_errors: u64,
     /// Bytes still waiting for the daemon's acknowledgment at exit (replayed by the next run).
     pub pending_bytes: u64,
-    pub acked_chunks: u64,
     pub connections: u64,
 }
 
@@ -340,7 +339,6 @@ impl Spool {
             dropped_bytes: st.dropped_bytes,
             write_errors: st.write_errors,
             pending_bytes: st.total,
-            acked_chunks: 0,
             connections: 0,
         }
     }
@@ -459,7 +457,6 @@ enum Lost {
 /// Runs the sender until the spool is closed and drained (or the drain time ran out).
 pub fn run_sender(spool: Spool, cfg: SenderConfig) -> SpoolStats {
     let mut connections = 0u64;
-    let mut acked_chunks = 0u64;
     let mut backoff = Duration::from_millis(200);
     let mut last_complaint: Option<Instant> = None;
     let mut closed_at: Option<Instant> = None;
@@ -470,7 +467,7 @@ pub fn run_sender(spool: Spool, cfg: SenderConfig) -> SpoolStats {
                 break;
             }
         }
-        match session(&spool, &cfg, &mut acked_chunks, &mut connections) {
+        match session(&spool, &cfg, &mut connections) {
             Ok(()) => break,
             Err(lost) => {
                 let msg = match lost {
@@ -502,7 +499,6 @@ pub fn run_sender(spool: Spool, cfg: SenderConfig) -> SpoolStats {
         }
     }
     let mut s = spool.stats();
-    s.acked_chunks = acked_chunks;
     s.connections = connections;
     if s.pending_bytes > 0 {
         log(&format!(
@@ -540,12 +536,7 @@ fn readable(sock: &TcpStream, wait: Duration) -> bool {
 }
 
 /// One connection: HELLO, RESUME, then chunks out and ACKs in until drained or broken.
-fn session(
-    spool: &Spool,
-    cfg: &SenderConfig,
-    acked_chunks: &mut u64,
-    connections: &mut u64,
-) -> Result<(), Lost> {
+fn session(spool: &Spool, cfg: &SenderConfig, connections: &mut u64) -> Result<(), Lost> {
     let addr = resolve(&cfg.to).map_err(Lost::Conn)?;
     let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| Lost::Conn(format!("connect: {e}")))?;
@@ -616,11 +607,7 @@ fn session(
             match kind {
                 tp::ACK => {
                     let (run, c, _) = tp::parse_u64_pair(&buf).map_err(Lost::Conn)?;
-                    let before = spool.stats().pending_bytes;
                     spool.ack(run, c);
-                    if spool.stats().pending_bytes < before {
-                        *acked_chunks += 1;
-                    }
                 }
                 tp::REFUSE => {
                     return Err(Lost::Refused(String::from_utf8_lossy(&buf).into_owned()));

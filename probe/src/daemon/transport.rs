@@ -41,23 +41,6 @@ pub fn write_msg(w: &mut impl Write, kind: u8, parts: &[&[u8]]) -> io::Result<()
     Ok(())
 }
 
-/// Reads one message into `buf` (its payload); returns the type.
-pub fn read_msg(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<u8> {
-    let mut head = [0u8; 8];
-    r.read_exact(&mut head)?;
-    let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
-    if len > MAX_MESSAGE || head[1] != 0 || head[2] != 0 || head[3] != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("bad transport message header {head:02x?}"),
-        ));
-    }
-    buf.clear();
-    buf.resize(len, 0);
-    r.read_exact(buf)?;
-    Ok(head[0])
-}
-
 /// Reassembles messages from reads that may stop anywhere (socket timeouts, TLS records), so
 /// a read timeout never loses framing.
 #[derive(Default)]
@@ -210,15 +193,19 @@ mod tests {
         write_msg(&mut wire, RESUME, &[&pairs(&[(1, 2), (3, 4)])]).unwrap();
         write_msg(&mut wire, BLOCK, &[&u64_pair(5, 6), b"chunk"]).unwrap();
         let mut r = &wire[..];
-        let mut buf = Vec::new();
-        assert_eq!(read_msg(&mut r, &mut buf).unwrap(), HELLO);
-        assert_eq!(parse_hello(&buf).unwrap(), (7, 99));
-        assert_eq!(read_msg(&mut r, &mut buf).unwrap(), RESUME);
-        assert_eq!(parse_pairs(&buf).unwrap(), vec![(1, 2), (3, 4)]);
-        assert_eq!(read_msg(&mut r, &mut buf).unwrap(), BLOCK);
+        let mut rd = MsgReader::default();
+        let (k, buf) = rd.read_blocking(&mut r).unwrap();
+        assert_eq!((k, parse_hello(&buf).unwrap()), (HELLO, (7, 99)));
+        let (k, buf) = rd.read_blocking(&mut r).unwrap();
+        assert_eq!(
+            (k, parse_pairs(&buf).unwrap()),
+            (RESUME, vec![(1, 2), (3, 4)])
+        );
+        let (k, buf) = rd.read_blocking(&mut r).unwrap();
+        assert_eq!(k, BLOCK);
         let (a, b, rest) = parse_u64_pair(&buf).unwrap();
         assert_eq!((a, b, rest), (5, 6, &b"chunk"[..]));
-        assert!(read_msg(&mut r, &mut buf).is_err());
+        assert!(rd.read_blocking(&mut r).is_err());
         // The same bytes in pieces of every size come out as the same messages.
         for step in [1, 3, 7, 100] {
             let mut mr = MsgReader::default();
@@ -238,6 +225,6 @@ mod tests {
         assert!(parse_pairs(&[2, 0, 0, 0, 1]).is_err());
         // A garbage header is refused, not allocated.
         let mut bad = &[3u8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff][..];
-        assert!(read_msg(&mut bad, &mut buf).is_err());
+        assert!(MsgReader::default().read_blocking(&mut bad).is_err());
     }
 }
