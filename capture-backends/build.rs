@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
+    if env::var_os("CARGO_FEATURE_DAG").is_some() {
+        link_libdag();
+    }
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let src = manifest.join("../ebpf/tapflow_xdp.c");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR")).join("tapflow_xdp.o");
@@ -50,4 +53,41 @@ fn multiarch_include_dir() -> Option<PathBuf> {
     let arch = host.split('-').next()?;
     let dir = PathBuf::from(format!("/usr/include/{arch}-linux-gnu"));
     dir.join("asm/types.h").exists().then_some(dir)
+}
+
+/// Feature `dag`: link the Endace DAG library. `DAG_LIB_DIR` (or `DAG_ROOT/lib`) names its
+/// directory, otherwise the usual library directories are searched. When it is not found the
+/// build says so loudly; `cargo check` still works (it does not link), a real build then fails
+/// at link time right after the message.
+fn link_libdag() {
+    println!("cargo:rerun-if-env-changed=DAG_LIB_DIR");
+    println!("cargo:rerun-if-env-changed=DAG_ROOT");
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(d) = env::var_os("DAG_LIB_DIR") {
+        dirs.push(PathBuf::from(d));
+    }
+    if let Some(d) = env::var_os("DAG_ROOT") {
+        dirs.push(PathBuf::from(d).join("lib"));
+    }
+    for d in [
+        "/usr/local/lib",
+        "/usr/lib",
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib64",
+        "/opt/endace/lib",
+    ] {
+        dirs.push(PathBuf::from(d));
+    }
+    let found = dirs
+        .iter()
+        .find(|d| d.join("libdag.so").exists() || d.join("libdag.a").exists());
+    match found {
+        Some(d) => println!("cargo:rustc-link-search=native={}", d.display()),
+        None => println!(
+            "cargo:warning=feature `dag`: libdag (Endace DAG software) not found in DAG_LIB_DIR, \
+             DAG_ROOT/lib or the system library directories; linking anything that uses the DAG \
+             backend will fail. Install the Endace DAG software or set DAG_LIB_DIR"
+        ),
+    }
+    println!("cargo:rustc-link-lib=dag");
 }

@@ -16,6 +16,10 @@ command -v clang >/dev/null || need+=(clang llvm)
 [ -e /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
 command -v ethtool >/dev/null || need+=(ethtool)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+# `tapflow plot` sets its text in a TrueType font; `tapflow top`'s test runs it in script(1)'s
+# pseudo-terminal.
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+command -v script >/dev/null || need+=(bsdutils)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "*** not root: cannot install ${need[*]}; the tests that use them will say they are SKIPPED ***" >&2
@@ -28,6 +32,8 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
+# The DAG backend links the vendor's libdag, absent here: check that it compiles.
+cargo check -q -p tapflow-probe --features dag
 # The end-to-end tests run the binaries, so build them first.
 cargo build --workspace --bins -q
 cargo test --workspace --no-fail-fast

@@ -36,6 +36,16 @@ enum Cmd {
     Records(tapflow_bench::records_bench::RecordsArgs),
     /// Time a whole command (wall and CPU, median of runs) reading N records.
     Time(tapflow_bench::records_bench::TimeArgs),
+    /// Per-packet InfiniBand fields as tapflow's decoder sees them, one tab-separated line per
+    /// packet (the tests compare them with tshark's).
+    DumpIb(DumpIbArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct DumpIbArgs {
+    /// Capture to read (pcap, pcapng, ERF).
+    #[arg(short = 'r')]
+    capture: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -52,6 +62,10 @@ struct EngineArgs {
     /// Flow table capacity.
     #[arg(long, default_value_t = 1 << 21)]
     capacity: usize,
+    /// Traffic: 64-byte TCP SYN/UDP (`tcp`), RoCEv2 RC SEND_ONLY in 60-byte Ethernet frames
+    /// (`roce`), native InfiniBand LRH+BTH 62-byte packets (`ib`); comma-separated to compare.
+    #[arg(long, default_value = "tcp", value_delimiter = ',')]
+    kind: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -76,6 +90,7 @@ fn main() -> Result<()> {
         Cmd::Merge(a) => tapflow_bench::merge_bench::run_merge(&a),
         Cmd::Records(a) => tapflow_bench::records_bench::run_records(&a),
         Cmd::Time(a) => tapflow_bench::records_bench::run_time(&a),
+        Cmd::DumpIb(a) => tapflow_bench::engine_bench::dump_ib(&a.capture),
         Cmd::Split(a) => {
             let n = tapflow_bench::split::split(&a)?;
             println!(
@@ -100,21 +115,28 @@ fn cmd_engine(a: EngineArgs) -> Result<()> {
         tapflow_probe::Engine::bytes_per_flow()
     );
     println!(
-        "{:>10} {:>10} {:>10} {:>10} {:>10}",
-        "flows", "Mpps", "ns/pkt", "min Mpps", "max Mpps"
+        "{:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "kind", "flows", "Mpps", "ns/pkt", "min Mpps", "max Mpps"
     );
-    for &flows in &a.flows {
-        let (data, descs) = build_worst(a.packets, flows, 1);
-        let runs: Vec<f64> = (0..a.runs.max(1))
-            .map(|_| run_engine(&data, &descs, a.capacity).mpps())
-            .collect();
-        let med = median(runs.clone());
-        let min = runs.iter().cloned().fold(f64::MAX, f64::min);
-        let max = runs.iter().cloned().fold(0.0, f64::max);
-        println!(
-            "{flows:>10} {med:>10.2} {:>10.1} {min:>10.2} {max:>10.2}",
-            1000.0 / med
-        );
+    for kind in &a.kind {
+        for &flows in &a.flows {
+            let (data, descs) = match kind.as_str() {
+                "tcp" => build_worst(a.packets, flows, 1),
+                "roce" => build_ib_worst(a.packets, flows, true),
+                "ib" => build_ib_worst(a.packets, flows, false),
+                k => anyhow::bail!("unknown --kind {k}: tcp, roce or ib"),
+            };
+            let runs: Vec<f64> = (0..a.runs.max(1))
+                .map(|_| run_engine(&data, &descs, a.capacity).mpps())
+                .collect();
+            let med = median(runs.clone());
+            let min = runs.iter().cloned().fold(f64::MAX, f64::min);
+            let max = runs.iter().cloned().fold(0.0, f64::max);
+            println!(
+                "{kind:>6} {flows:>10} {med:>10.2} {:>10.1} {min:>10.2} {max:>10.2}",
+                1000.0 / med
+            );
+        }
     }
     Ok(())
 }

@@ -8,6 +8,9 @@
 #![deny(unsafe_code)]
 
 pub mod afpacket;
+#[cfg(feature = "dag")]
+pub mod dag;
+pub mod erf;
 pub mod file;
 pub mod live;
 pub mod netns;
@@ -49,6 +52,9 @@ impl LinkType {
             239 => "NFLOG",
             247 => "INFINIBAND",
             276 => "LINUX_SLL2",
+            104 => "C_HDLC",
+            0xEF19 => "INFINIBAND_LINK (ERF type 25)",
+            0xEF00..=0xEF7F => "ERF record type not decoded",
             _ => "unknown",
         }
     }
@@ -56,7 +62,10 @@ impl LinkType {
 
 impl fmt::Display for LinkType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.name(), self.0)
+        match self.0 {
+            0xEF00..=0xEF7F if self.0 != 0xEF19 => write!(f, "ERF type {}", self.0 & 0x7f),
+            _ => write!(f, "{} ({})", self.name(), self.0),
+        }
     }
 }
 

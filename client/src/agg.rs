@@ -4,8 +4,10 @@
 //! Records are deltas (a flow's status records sum to the flow, see the record model), so an
 //! aggregate sums the counters of every record of its key once. What an aggregate holds:
 //!
-//! * the key fields (addresses masked to the key's prefix; with a time bin `stime` is the bin's
-//!   start — records are assigned by `stime`, not split: `ltime` may pass the bin's end);
+//! * the key fields (addresses masked to the key's prefix). A time bin groups records by the
+//!   bin their `stime` falls in, without splitting them: the aggregate's `stime`, `ltime` and
+//!   `dur` are its records' real first and last packets, so `stime` names the bin and `ltime`
+//!   may pass its end (`tapflow bins` cuts records at bin edges instead);
 //! * sums: packets, bytes (wire, IP, payload), retransmissions, out-of-order, zero windows,
 //!   loss, fragments, per direction; `trans` = the number of records (an aggregate counts as
 //!   the records it holds, so aggregates can be aggregated again);
@@ -231,8 +233,8 @@ pub fn default_fields(key: &[KeyPart]) -> Vec<Field> {
 
 /// The hash key: every part the spec does not use stays zero. Fixed size, so building it
 /// allocates nothing.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-struct Key {
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub(crate) struct Key {
     /// Address family (when an address or the protocol is in the key).
     kind: u8,
     proto: u8,
@@ -272,26 +274,13 @@ fn mask(a: &Addr, kind: AddrKind, v4: u8, v6: u8) -> Addr {
     Addr(out)
 }
 
-/// Bits of `Acc::mixed`: non-key fields seen with different values.
-mod mixed {
-    pub const PROBE: u32 = 1 << 0;
-    pub const SADDR: u32 = 1 << 1;
-    pub const DADDR: u32 = 1 << 2;
-    pub const PROTO: u32 = 1 << 3;
-    pub const SPORT: u32 = 1 << 4;
-    pub const DPORT: u32 = 1 << 5;
-    pub const SMAC: u32 = 1 << 6;
-    pub const DMAC: u32 = 1 << 7;
-    pub const VLAN: u32 = 1 << 8;
-    pub const IVLAN: u32 = 1 << 12;
-    pub const MPLS: u32 = 1 << 9;
-    pub const ENCAP: u32 = 1 << 10;
-    pub const KIND: u32 = 1 << 11;
-}
+/// `Acc::mixed` uses the bits the finished aggregate carries in `flags`.
+use crate::fields::mixed;
 
 /// One aggregate being built.
-struct Acc {
-    rec: FlowRecord,
+#[derive(Clone)]
+pub(crate) struct Acc {
+    pub(crate) rec: FlowRecord,
     count: u64,
     /// `mixed::*` bits; fields of the key are never marked.
     mixed: u32,
@@ -307,9 +296,9 @@ struct Acc {
 /// The aggregation: feed records with [`add`](Self::add), take the aggregates with
 /// [`finish`](Self::finish).
 pub struct Aggregator {
-    key: Vec<KeyPart>,
+    pub(crate) key: Vec<KeyPart>,
     /// Non-key fields checked for agreement (`mixed::*` bits of the fields not in the key).
-    check: u32,
+    pub(crate) check: u32,
     index: HashMap<Key, usize>,
     accs: Vec<Acc>,
 }
@@ -361,7 +350,7 @@ impl Aggregator {
         self.accs.is_empty()
     }
 
-    fn key_of(&self, r: &FlowRecord) -> Key {
+    pub(crate) fn key_of(&self, r: &FlowRecord) -> Key {
         let mut k = Key::default();
         for part in &self.key {
             match *part {
@@ -415,13 +404,12 @@ impl Aggregator {
     }
 }
 
-fn start(mut r: FlowRecord, key: &[KeyPart]) -> Acc {
+pub(crate) fn start(mut r: FlowRecord, key: &[KeyPart]) -> Acc {
     let count = trans(&r);
     for part in key {
         match *part {
             KeyPart::Saddr { v4, v6 } => r.saddr = mask(&r.saddr, r.addr_kind, v4, v6),
             KeyPart::Daddr { v4, v6 } => r.daddr = mask(&r.daddr, r.addr_kind, v4, v6),
-            KeyPart::Stime(bin) => r.stime_ns -= r.stime_ns % bin,
             _ => {}
         }
     }
@@ -452,7 +440,7 @@ fn start(mut r: FlowRecord, key: &[KeyPart]) -> Acc {
     acc
 }
 
-fn merge(a: &mut Acc, r: &FlowRecord, check: u32) {
+pub(crate) fn merge(a: &mut Acc, r: &FlowRecord, check: u32) {
     a.count = a.count.saturating_add(trans(r));
     let t = &mut a.rec;
     let mut differ = 0;
@@ -582,7 +570,7 @@ fn merge_dir(t: &mut DirStats, r: &DirStats, m2: &mut f64, latest: bool) {
     }
 }
 
-fn finish(a: Acc) -> FlowRecord {
+pub(crate) fn finish(a: Acc) -> FlowRecord {
     let mut r = a.rec;
     let m = a.mixed;
     if m & mixed::PROBE != 0 {
@@ -632,7 +620,8 @@ fn finish(a: Acc) -> FlowRecord {
     r.synack_ns = mean(a.synack);
     r.ackdat_ns = mean(a.ackdat);
     r.seq = a.count;
-    r.flags |= AGGREGATED;
+    // An aggregate of aggregates keeps what its inputs already marked as mixed.
+    r.flags |= AGGREGATED | m;
     r
 }
 
@@ -818,8 +807,10 @@ mod tests {
         let out = agg("stime/1m,saddr", recs);
         // Bins [0,60) and [60,120).
         assert_eq!(out.len(), 2);
-        assert_eq!(out[0].stime_ns, m0, "stime is the bin's start");
-        assert_eq!(out[1].stime_ns, m0 + 60 * NS);
+        // The real first and last packets, so dur is the activity, not time since the bin began.
+        assert_eq!(out[0].stime_ns, m0 + 7 * NS);
+        assert_eq!(out[0].dur_ns(), 41 * NS);
+        assert_eq!(out[1].stime_ns, m0 + 67 * NS);
         assert_eq!(out[1].ltime_ns, m0 + 108 * NS);
         assert_eq!((trans(&out[0]), trans(&out[1])), (3, 3));
         // Aggregates of aggregates count the records inside.
@@ -865,5 +856,37 @@ mod tests {
         );
         assert_eq!(out.len(), 2);
         assert_eq!((out[0].ethertype, trans(&out[0])), (0x0806, 2));
+    }
+
+    #[test]
+    fn mixed_fields_print_blank() {
+        use crate::fields::{value, Value};
+        let out = agg(
+            "saddr",
+            vec![
+                rec([1, 1, 1, 1], 1000, [2, 2, 2, 2], 53, 1, 0),
+                rec([1, 1, 1, 1], 1001, [2, 2, 2, 2], 53, 1, 0),
+            ],
+        );
+        let a = &out[0];
+        // sport differed: blank, not 0; dport and daddr agreed: kept.
+        assert_eq!(value(Field::Sport, a), Value::Empty);
+        assert!(matches!(value(Field::Dport, a), Value::Port(53)));
+        assert!(matches!(value(Field::Daddr, a), Value::Addr(..)));
+        // Re-aggregating keeps the mark even where the inputs now agree.
+        let again = agg("saddr", out.clone());
+        assert_eq!(value(Field::Sport, &again[0]), Value::Empty);
+        let by_daddr = agg("daddr", vec![a.clone()]);
+        assert_eq!(value(Field::Sport, &by_daddr[0]), Value::Empty);
+        // A source address that differed is blank, not 0.0.0.0.
+        let d = agg(
+            "dport",
+            vec![
+                rec([1, 1, 1, 1], 1000, [2, 2, 2, 2], 53, 1, 0),
+                rec([1, 1, 1, 3], 1000, [2, 2, 2, 2], 53, 1, 0),
+            ],
+        );
+        assert_eq!(value(Field::Saddr, &d[0]), Value::Empty);
+        assert!(matches!(value(Field::Sport, &d[0]), Value::Port(1000)));
     }
 }

@@ -125,7 +125,7 @@ pub enum KeyVal {
 }
 
 impl KeyVal {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         match *self {
             KeyVal::Addr(k, a, None) => a.display(k).to_string(),
             KeyVal::Addr(k, a, Some(p)) => format!("{}/{p}", a.display(k)),
@@ -248,6 +248,7 @@ pub struct Binner {
     opts: BinsOptions,
     bin: u64,
     rows: BTreeMap<(u64, Vec<KeyVal>), BinAcc>,
+    clip: Option<(u64, u64)>,
 }
 
 impl Binner {
@@ -256,7 +257,15 @@ impl Binner {
             opts: opts.clone(),
             bin: opts.bin_ns.max(1),
             rows: BTreeMap::new(),
+            clip: None,
         }
+    }
+
+    /// Clips what is binned to `[start_ns, end_ns)`, the `-t` range: pieces of records outside
+    /// it are dropped (a record of start-bin mode goes whole to the range's first bin when it
+    /// began earlier), so no row lies outside the range asked for.
+    pub fn clip(&mut self, start_ns: u64, end_ns: u64) {
+        self.clip = Some((start_ns, end_ns.max(start_ns)));
     }
 
     pub fn add(&mut self, r: &FlowRecord) {
@@ -265,15 +274,25 @@ impl Binner {
         }
         let key = key_of(&self.opts.keys, r);
         let bin = self.bin;
-        let (s, l) = (r.stime_ns, r.ltime_ns);
-        let first = s / bin;
-        let dur = l.saturating_sub(s);
-        let last = if dur == 0 { first } else { (l - 1) / bin };
+        let (s, l) = (r.stime_ns, r.ltime_ns.max(r.stime_ns));
+        let dur = l - s;
+        // The covered part of [s, l), as offsets from s.
+        let (lo, hi) = match self.clip {
+            Some((c0, c1)) => (c0.clamp(s, l) - s, c1.clamp(s, l) - s),
+            None => (0, dur),
+        };
+        let first = (s + lo) / bin;
+        let last = if hi == 0 { first } else { (s + hi - 1) / bin };
         let whole = self.opts.split == SplitMode::Start
             || dur == 0
+            || lo >= hi
             || last - first >= self.opts.max_bins_per_record.max(1);
         if whole {
-            let acc = self.rows.entry((first * bin, key)).or_default();
+            let at = match self.clip {
+                Some((c0, c1)) => s.clamp(c0, c1.saturating_sub(1).max(c0)),
+                None => s,
+            };
+            let acc = self.rows.entry((at / bin * bin, key)).or_default();
             acc.count += 1;
             acc.spkts = acc.spkts.saturating_add(r.src.pkts);
             acc.dpkts = acc.dpkts.saturating_add(r.dst.pkts);
@@ -282,10 +301,10 @@ impl Binner {
             return;
         }
         let counters = [r.src.pkts, r.dst.pkts, r.src.bytes, r.dst.bytes];
-        let mut prev_cover = 0u64;
+        let mut prev_cover = lo;
         for b in first..=last {
-            // Time of the record covered up to the end of bin b (the last bin ends at ltime).
-            let end = if b == last { dur } else { (b + 1) * bin - s };
+            // Time of the record covered up to the end of bin b (the last bin ends at hi).
+            let end = if b == last { hi } else { (b + 1) * bin - s };
             let part = counters.map(|c| share(c, end, dur) - share(c, prev_cover, dur));
             prev_cover = end;
             let acc = self.rows.entry((b * bin, key.clone())).or_default();
@@ -512,6 +531,40 @@ mod tests {
         assert_eq!(names, ["saddr/24", "daddr/24/64", "probe"]);
         let (_, ks) = k(&["daddr/64"], Some("1m")).unwrap();
         assert_eq!(key_name(&ks[0]), "daddr/64");
+    }
+
+    #[test]
+    fn clipped_to_the_time_range() {
+        // 10:00:30 → 10:02:30 (120 s, 120 packets), -t 10:01:15-10:02:00, 1m bins: only
+        // 10:01:15-10:01:59.999 is kept, 45 s → 45 packets, all in the 10:01 bin.
+        let r = rec(
+            [10, 0, 0, 1],
+            80,
+            T0 + 30 * NS,
+            T0 + 150 * NS,
+            [120, 0, 0, 0],
+        );
+        let mut b = Binner::new(&BinsOptions::default());
+        b.clip(T0 + 75 * NS, T0 + 120 * NS);
+        b.add(&r);
+        let rows = collect(&b);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!((rows[0].0, rows[0].2.spkts), (T0 + 60 * NS, 45));
+        // A range cutting across bins: 10:00:45-10:01:30 → 15 s in 10:00, 30 s in 10:01.
+        let mut b = Binner::new(&BinsOptions::default());
+        b.clip(T0 + 45 * NS, T0 + 90 * NS);
+        b.add(&r);
+        let got: Vec<(u64, u64)> = b.rows().map(|(t, _, a)| (t, a.spkts)).collect();
+        assert_eq!(got, vec![(T0, 15), (T0 + 60 * NS, 30)]);
+        // Start-bin mode: a record begun before the range counts in the range's first bin.
+        let mut b = Binner::new(&BinsOptions {
+            split: SplitMode::Start,
+            ..BinsOptions::default()
+        });
+        b.clip(T0 + 75 * NS, T0 + 120 * NS);
+        b.add(&r);
+        let got: Vec<(u64, u64)> = b.rows().map(|(t, _, a)| (t, a.spkts)).collect();
+        assert_eq!(got, vec![(T0 + 60 * NS, 120)]);
     }
 
     #[test]

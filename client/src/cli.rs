@@ -34,6 +34,14 @@ pub enum Command {
     /// Anonymise records: prefix-preserving addresses, ports, times, payload (argus
     /// `ranonymize`)
     Anon(AnonArgs),
+    /// Live view of a probe's record stream: flows or any key, sorted, refreshing (argus
+    /// `ratop`)
+    Top(TopArgs),
+    /// Time series charts of the records to SVG or PNG (argus `ragraph`)
+    Plot(PlotArgs),
+    /// Convert records to another format: Argus 3 files, JSON lines (IPFIX, NetFlow v9 and
+    /// Parquet: not implemented yet)
+    Convert(ConvertArgs),
 }
 
 /// Help shared by every subcommand: sources, time ranges and the filter.
@@ -581,6 +589,213 @@ pub struct AnonArgs {
 
     /// Filter expression, after a lone '-': only matching flow records are written (status
     /// records are kept)
+    #[arg(
+        value_name = "FILTER",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub filter: Vec<String>,
+}
+
+const TOP_AFTER_HELP: &str = "\
+Rows are aggregates of the key (the flow by default), kept while active: rows idle longer than
+--hold (record time) are dropped. Rate/PRate: bits/packets per second over the last --window.
+Keys: q quit, s/S (or arrows) sort column, r reverse, p pause, Up/Down/PgUp/PgDn scroll.
+
+Examples:
+  tapflow top -S probe1:5610
+  tapflow top -S probe1:5610 -M saddr/24 --sort bytes - not port 443
+  tapflow top -r flows.tfr --batch --rows 10 -s proto,saddr,daddr,dport,bytes,rate";
+
+#[derive(Args, Debug)]
+#[command(after_help = help(TOP_AFTER_HELP))]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Aggregation key, as `tapflow agg -M` (no time bins) [default:
+    /// proto,saddr,sport,daddr,dport: one row per flow]
+    #[arg(short = 'M', value_name = "KEYS", action = ArgAction::Append)]
+    pub key: Vec<String>,
+
+    /// Columns: fields (`-s help`), `rate` (bit/s), `prate` (packets/s); '+f'/'-f' edit the
+    /// defaults
+    #[arg(short = 's', value_name = "FIELDS", allow_hyphen_values = true, action = ArgAction::Append)]
+    pub fields: Vec<String>,
+
+    /// Initial sort column (descending; '+col' for ascending) [default: rate]
+    #[arg(long, value_name = "COLUMN", allow_hyphen_values = true)]
+    pub sort: Option<String>,
+
+    /// Seconds between refreshes
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub refresh: f64,
+
+    /// Seconds of record time the rates are taken over
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub window: f64,
+
+    /// Seconds a row stays after its last activity (record time)
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub hold: f64,
+
+    /// Rows kept at most (the longest idle go first)
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub max_rows: usize,
+
+    /// Numeric output: never print port names
+    #[arg(short = 'n')]
+    pub numeric: bool,
+
+    /// Print times as epoch seconds
+    #[arg(short = 'u')]
+    pub epoch: bool,
+
+    /// Print frames as text on stdout instead of the interactive view: one at the end of file
+    /// input; from a stream one per --refresh
+    #[arg(long)]
+    pub batch: bool,
+
+    /// With --batch: stop after N frames
+    #[arg(long, value_name = "N", requires = "batch")]
+    pub iterations: Option<u64>,
+
+    /// With --batch: rows per frame
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub rows: u16,
+
+    /// With --batch: frame width in characters
+    #[arg(long, value_name = "N", default_value_t = 160)]
+    pub width: u16,
+
+    /// Filter expression, after a lone '-'
+    #[arg(
+        value_name = "FILTER",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub filter: Vec<String>,
+}
+
+const PLOT_AFTER_HELP: &str = "\
+The series are `tapflow bins` rows: -B the bin, -M the keys (one line per key value; the --top
+N keys by total drawn, the rest summed as 'other'); a record's counters are divided among the
+bins it overlaps. Metrics: bps pps (per second) or per-bin bytes pkts sbytes dbytes spkts dpkts
+count. SVG or PNG by the -o name (-o - : SVG on stdout). Text needs a TrueType font: --font,
+$TAPFLOW_FONT or the system's (Debian: fonts-dejavu-core).
+
+Examples:
+  tapflow plot -r archive/ -t -6h -B 5m -o traffic.svg
+  tapflow plot -r archive/ -t 2024-03-01 -B 10m -M proto --stack -o proto.png
+  tapflow plot -r flows.tfr -B 1m -M saddr --top 5 --metric pps -o - - dst port 53 > dns.svg";
+
+#[derive(Args, Debug)]
+#[command(after_help = help(PLOT_AFTER_HELP))]
+pub struct PlotArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Bin size: 30s, 1m, 1h, 1d (or -M stime/BIN)
+    #[arg(short = 'B', value_name = "BIN")]
+    pub bin: Option<String>,
+
+    /// Keys, comma separated, as in `tapflow bins`: one line per key value [default: one line]
+    #[arg(short = 'M', value_name = "KEYS", action = ArgAction::Append)]
+    pub key: Vec<String>,
+
+    /// What to plot: bps pps bytes pkts sbytes dbytes spkts dpkts count
+    #[arg(long, value_name = "METRIC", default_value = "bps")]
+    pub metric: String,
+
+    /// Lines drawn: the N keys with the largest totals, the rest summed as 'other'
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub top: usize,
+
+    /// Stack the series as areas
+    #[arg(long)]
+    pub stack: bool,
+
+    /// Put every record whole in the bin of its start time
+    #[arg(long)]
+    pub start_bin: bool,
+
+    /// Output file (.svg or .png), '-' for SVG on stdout [default: -]
+    #[arg(short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// svg or png (default: from the -o name)
+    #[arg(long, value_name = "FMT")]
+    pub format: Option<String>,
+
+    /// Chart title
+    #[arg(long)]
+    pub title: Option<String>,
+
+    /// Width in pixels
+    #[arg(long, default_value_t = 1200)]
+    pub width: u32,
+
+    /// Height in pixels
+    #[arg(long, default_value_t = 600)]
+    pub height: u32,
+
+    /// TrueType font for the text
+    #[arg(long, value_name = "FILE")]
+    pub font: Option<PathBuf>,
+
+    /// Print the series as CSV (time,series,value) instead of drawing them
+    #[arg(long)]
+    pub table: bool,
+
+    /// Filter expression, after a lone '-'
+    #[arg(
+        value_name = "FILTER",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub filter: Vec<String>,
+}
+
+const CONVERT_AFTER_HELP: &str = "\
+FORMATS (--to):
+  argus      Argus 3 record file (START MAR, one flow record per record, STOP MAR) that
+             Debian's argus-client 3.0.8 reads: ra -r out.argus
+  jsonl      JSON lines: one object per record with every field (docs/interop.md)
+  ipfix, netflow9, parquet   not implemented yet (exit status 2)
+Status records (probe and merge accounting) describe no flow and are not converted. Argus 3
+files are also read as input by every subcommand (recognised by their header, gzip or not).
+What the Argus format cannot carry, and how states map: docs/interop.md.
+
+EXAMPLES:
+  tapflow convert --to argus -r flows.tfr -w flows.argus && ra -r flows.argus
+  tapflow convert --to jsonl -r archive/ -t -1h -w - - tcp | jq .saddr
+  tapflow convert --to jsonl -r old.argus -w old.jsonl";
+
+/// `--to`: the output format of `tapflow convert`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConvertTo {
+    Argus,
+    Jsonl,
+    Ipfix,
+    Netflow9,
+    Parquet,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = help(CONVERT_AFTER_HELP))]
+pub struct ConvertArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Output format
+    #[arg(long = "to", value_enum, value_name = "FORMAT", required = true)]
+    pub to: ConvertTo,
+
+    /// Where to write: a file, or '-' for standard output
+    #[arg(short = 'w', value_name = "DEST", required = true)]
+    pub write: String,
+
+    /// Filter expression, after a lone '-'
     #[arg(
         value_name = "FILTER",
         trailing_var_arg = true,

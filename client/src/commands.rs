@@ -74,7 +74,11 @@ pub fn run_bins(args: &BinsArgs, dashdash: bool) -> Result<(), Failure> {
     let filter = parse_filter(&args.filter, dashdash)?;
     let mut records = open_sources(&args.source, filter, Meta::Skip)?;
     let mut b = bins::Binner::new(&opts);
-    for r in records.by_ref() {
+    while let Some(r) = records.next() {
+        // The range is known once the first record anchors a time of day.
+        if let Some(t) = records.range() {
+            b.clip(t.start_ns, t.end_ns);
+        }
         b.add(&r);
     }
     print(&records, |out| b.write(out))

@@ -89,6 +89,17 @@ fields! {
     Tunid "tunid" "TunId" 8 Right "tunnel id (VNI, TEID, GRE key, ERSPAN session)";
     Osaddr "osaddr" "OSrcAddr" 15 Right "outer (tunnel) source address";
     Odaddr "odaddr" "ODstAddr" 15 Right "outer (tunnel) destination address";
+    Slid "slid" "SLid" 6 Right "InfiniBand source (initiator) LID";
+    Dlid "dlid" "DLid" 6 Right "InfiniBand destination LID";
+    Sgid "sgid" "SrcGid" 18 Right "InfiniBand source GID (RoCEv2: the IP address as GID)";
+    Dgid "dgid" "DstGid" 18 Right "InfiniBand destination GID";
+    Sqp "sqp" "SQP" 8 Right "InfiniBand source QP (when a DETH names it)";
+    Dqp "dqp" "DQP" 8 Right "InfiniBand destination QP";
+    Pkey "pkey" "PKey" 6 Right "InfiniBand partition key";
+    Opcodes "opcodes" "Opcodes" 16 Left "InfiniBand BTH opcodes seen, SVC_NAME ','-separated";
+    Ibsvc "ibsvc" "IbSvc" 6 Left "InfiniBand transport services seen (RC UC RD UD CNP XRC)";
+    Naks "naks" "Naks" 5 Right "InfiniBand AETH NAKs";
+    Rnrnaks "rnrnaks" "RnrNaks" 7 Right "InfiniBand AETH RNR NAKs";
 }
 
 /// The default columns, as `ra` prints them.
@@ -181,6 +192,45 @@ pub fn parse_selection_from(args: &[String], defaults: &[Field]) -> Result<Vec<F
 /// probe never sets this bit (its bits grow from 0), so the count survives `agg -w | sort`.
 pub const AGGREGATED: u32 = 1 << 31;
 
+/// Bits of an aggregate's `flags` (with `AGGREGATED`): non-key fields whose records disagreed.
+/// Such a field is zeroed in the aggregate and printed blank, not as a misleading 0 or
+/// 0.0.0.0. Probes use the low bits of `flags` (up to bit 9 in 1.2), so these stay clear.
+pub mod mixed {
+    pub const PROBE: u32 = 1 << 16;
+    pub const SADDR: u32 = 1 << 17;
+    pub const DADDR: u32 = 1 << 18;
+    pub const PROTO: u32 = 1 << 19;
+    pub const SPORT: u32 = 1 << 20;
+    pub const DPORT: u32 = 1 << 21;
+    pub const SMAC: u32 = 1 << 22;
+    pub const DMAC: u32 = 1 << 23;
+    pub const VLAN: u32 = 1 << 24;
+    pub const MPLS: u32 = 1 << 25;
+    pub const ENCAP: u32 = 1 << 26;
+    pub const KIND: u32 = 1 << 27;
+    pub const IVLAN: u32 = 1 << 28;
+    pub const ALL: u32 = 0x1fff << 16;
+}
+
+/// The `mixed` bit that blanks field `f` in an aggregate (0: never blanked).
+fn mixed_bit(f: Field) -> u32 {
+    match f {
+        Field::Probe => mixed::PROBE,
+        Field::Saddr => mixed::SADDR | mixed::KIND,
+        Field::Daddr => mixed::DADDR | mixed::KIND,
+        Field::Proto => mixed::PROTO,
+        Field::Sport => mixed::SPORT | mixed::PROTO,
+        Field::Dport => mixed::DPORT | mixed::PROTO,
+        Field::Smac => mixed::SMAC,
+        Field::Dmac => mixed::DMAC,
+        Field::Vlan => mixed::VLAN,
+        Field::Ivlan => mixed::IVLAN,
+        Field::Mpls | Field::Mpls2 => mixed::MPLS,
+        Field::Encap | Field::Tunid | Field::Osaddr | Field::Odaddr => mixed::ENCAP,
+        _ => 0,
+    }
+}
+
 /// How many records `r` stands for: 1, or for an aggregate the count it carries.
 #[inline]
 pub fn trans(r: &FlowRecord) -> u64 {
@@ -215,6 +265,10 @@ pub enum Value {
     Flgs([u8; 9]),
     TcpFlags(u8),
     Encap(u16),
+    /// InfiniBand opcode set (bit `op` of word `op / 64`).
+    IbOps([u64; 4]),
+    /// InfiniBand transport services (bit = opcode >> 5).
+    IbSvc(u8),
 }
 
 /// Argus-like 9-character flag string.
@@ -312,8 +366,78 @@ fn tcp_only(r: &FlowRecord, v: Value) -> Value {
     }
 }
 
+/// The new InfiniBand fields (absent on other records).
+pub fn is_ib_field(f: Field) -> bool {
+    (f as usize) >= Field::Slid as usize && (f as usize) <= Field::Rnrnaks as usize
+}
+
+/// What a field shows for an InfiniBand record where it differs from IP records (`None`:
+/// as usual). Addresses are the GIDs (GRH or RoCEv2), else the LIDs; ports are the QPs.
+fn ib_value(f: Field, r: &FlowRecord) -> Option<Value> {
+    use tapflow_record::ib_flags;
+    let x = &r.ib;
+    let gids = x.flags & (ib_flags::GRH | ib_flags::ROCEV2) != 0;
+    let link = x.flags & ib_flags::LINK != 0;
+    let lid = |l: u16| {
+        if gids || link {
+            Value::Empty
+        } else {
+            nonzero(l.into())
+        }
+    };
+    let gid = |a: Addr| {
+        if gids {
+            Value::Addr(a, AddrKind::Ipv6)
+        } else {
+            Value::Empty
+        }
+    };
+    let sqp = if x.flags & ib_flags::SQP != 0 {
+        Value::U64(x.sqp.into())
+    } else {
+        Value::Empty
+    };
+    let dqp = if link {
+        Value::Empty
+    } else {
+        Value::U64(x.dqp.into())
+    };
+    Some(match f {
+        Field::Proto if link => Value::Str("iblink"),
+        Field::Proto if x.flags & ib_flags::ROCEV2 != 0 => Value::Str("roce"),
+        Field::Proto => Value::Str("ib"),
+        Field::Saddr if !gids => lid(x.slid),
+        Field::Daddr if !gids => lid(x.dlid),
+        Field::Sport => sqp,
+        Field::Dport => dqp,
+        Field::Slid => nonzero(x.slid.into()),
+        Field::Dlid => nonzero(x.dlid.into()),
+        Field::Sgid => gid(r.saddr),
+        Field::Dgid => gid(r.daddr),
+        Field::Sqp => sqp,
+        Field::Dqp => dqp,
+        Field::Pkey if link => Value::Empty,
+        Field::Pkey => Value::U64(x.pkey.into()),
+        Field::Opcodes => Value::IbOps(x.opcodes),
+        Field::Ibsvc => Value::IbSvc(x.services()),
+        Field::Naks => Value::U64(x.naks.into()),
+        Field::Rnrnaks => Value::U64(x.rnr_naks.into()),
+        _ => return None,
+    })
+}
+
 pub fn value(f: Field, r: &FlowRecord) -> Value {
     use Value::*;
+    if r.flags & AGGREGATED != 0 && r.flags & mixed_bit(f) != 0 {
+        return Empty;
+    }
+    if r.is_ib() {
+        if let Some(v) = ib_value(f, r) {
+            return v;
+        }
+    } else if is_ib_field(f) {
+        return Empty;
+    }
     let (s, d) = (&r.src, &r.dst);
     match f {
         Field::Seq => U64(r.seq),
@@ -381,5 +505,17 @@ pub fn value(f: Field, r: &FlowRecord) -> Value {
         Field::Tunid => nonzero(r.encap.tunnel_id as u64),
         Field::Osaddr => outer(r, r.encap.outer_src),
         Field::Odaddr => outer(r, r.encap.outer_dst),
+        // InfiniBand fields: answered by `ib_value` for IB records.
+        Field::Slid
+        | Field::Dlid
+        | Field::Sgid
+        | Field::Dgid
+        | Field::Sqp
+        | Field::Dqp
+        | Field::Pkey
+        | Field::Opcodes
+        | Field::Ibsvc
+        | Field::Naks
+        | Field::Rnrnaks => Empty,
     }
 }

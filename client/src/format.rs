@@ -274,6 +274,42 @@ pub fn push_text(out: &mut String, v: &Value, style: Style) {
                 }
             }
         }
+        Value::IbOps(words) => {
+            // SVC_NAME per opcode (RC_SEND_ONLY, UD_SEND_ONLY, CNP), 0xNN when reserved.
+            let mut first = true;
+            for op in 0..=255u8 {
+                if words[usize::from(op >> 6)] & (1u64 << (op & 63)) == 0 {
+                    continue;
+                }
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                match tapflow_record::ib_opcode_name(op) {
+                    Some("CNP") => out.push_str("CNP"),
+                    Some(n) => {
+                        out.push_str(tapflow_record::IB_SERVICES[usize::from(op >> 5)]);
+                        out.push('_');
+                        out.push_str(n);
+                    }
+                    None => {
+                        let _ = write!(out, "0x{op:02x}");
+                    }
+                }
+            }
+        }
+        Value::IbSvc(bits) => {
+            let mut first = true;
+            for (i, name) in tapflow_record::IB_SERVICES.iter().enumerate() {
+                if bits & (1 << i) != 0 {
+                    if !first {
+                        out.push('+');
+                    }
+                    first = false;
+                    out.push_str(name);
+                }
+            }
+        }
     }
 }
 

@@ -5,16 +5,20 @@ pub mod anon;
 pub mod bins;
 pub mod cli;
 pub mod commands;
+pub mod convert;
 pub mod fields;
 pub mod filter;
+mod foreign;
 pub mod format;
 pub mod hist;
+pub mod plot;
 pub mod read;
 pub mod report;
 pub mod services;
 pub mod sort;
 pub mod source;
 pub mod timerange;
+pub mod top;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -83,6 +87,9 @@ where
         cli::Command::Hist(a) => commands::run_hist(&a, dashdash),
         cli::Command::Report(a) => commands::run_report(&a, dashdash),
         cli::Command::Anon(a) => commands::run_anon(&a, dashdash),
+        cli::Command::Top(a) => top::run(&a, dashdash),
+        cli::Command::Plot(a) => plot::run(&a, dashdash),
+        cli::Command::Convert(a) => convert::run(&a, dashdash),
     };
     match result {
         Ok(()) => 0,

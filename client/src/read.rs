@@ -74,7 +74,12 @@ fn print_field_help(out: &mut impl Write) -> io::Result<()> {
 
 /// `-s help`: lists the fields on stdout. `None` when not asked.
 pub(crate) fn field_help(a: &OutputArgs) -> Option<Result<(), Failure>> {
-    if !a.fields.iter().any(|s| s == "help") {
+    field_help_fields(&a.fields)
+}
+
+/// `-s help` among `fields`: lists the fields on stdout. `None` when not asked.
+pub(crate) fn field_help_fields(fields: &[String]) -> Option<Result<(), Failure>> {
+    if !fields.iter().any(|s| s == "help") {
         return None;
     }
     let mut out = BufWriter::new(io::stdout().lock());
@@ -243,13 +248,17 @@ pub fn run(args: &ReadArgs, dashdash: bool) -> Result<(), Failure> {
     });
     let limit = args.limit.unwrap_or(u64::MAX);
     let mut printed = 0u64;
+    // One record decoded into over and over: nothing built or moved per record.
+    let mut rec = FlowRecord::default();
     let res = (|| -> io::Result<()> {
         while printed < limit {
-            let next = records.next_flushing(output.flusher())?;
+            let more = records.next_into(output.flusher(), &mut rec)?;
             if status.is_none() {
                 output.header(records.opened_any())?;
             }
-            let Some(rec) = next else { break };
+            if !more {
+                break;
+            }
             match (&status, &rec.status, &rec.merge) {
                 (Some(st), Some(s), _) => print_status(&rec, s, st, output.flusher())?,
                 (Some(st), None, Some(m)) => print_merge_status(&rec, m, st, output.flusher())?,

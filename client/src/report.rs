@@ -37,8 +37,8 @@
 //!   each with Space-Saving tables of at most `peer_capacity` (default 32) peers and ports and
 //!   one distinct-peer counter. Every host whose volume exceeds `total / talker_capacity` is
 //!   guaranteed to be in the table; a host's figures are exact when its `error` is 0, and
-//!   otherwise count only what it did since it was (re)admitted, `error` bounding what the
-//!   ranking may overstate.
+//!   otherwise count only what it did since it was (re)admitted, `error` bounding what they
+//!   may understate. Hosts are ranked by those counted figures (the guaranteed lower bound).
 //! * Distinct counters: an exact set of up to 128 64-bit hashes (1 KiB) that turns into a
 //!   HyperLogLog of 1024 one-byte registers (1 KiB, ≈3 % standard error) beyond that.
 //! * Fan-out: at most `fanout_capacity` (default 1024) hosts tracked (Space-Saving by contact
@@ -354,10 +354,18 @@ impl<K: Copy + Eq + Hash, V: Default> SpaceSaving<K, V> {
 }
 
 impl<K: Copy + Eq + Hash + Ord, V: Default> SpaceSaving<K, V> {
-    /// Entries by count, largest first, ties by key (so output is deterministic).
+    /// Entries by guaranteed count (`count - err`, what the entry is known to have done and
+    /// what the report prints), largest first; ties by count, then key (deterministic output).
+    /// Ranking by `count` would put a host admitted late with a large inherited error above
+    /// hosts whose larger figures are exact.
     pub fn sorted(&self) -> Vec<&Slot<K, V>> {
         let mut v: Vec<_> = self.slots.iter().collect();
-        v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+        v.sort_by(|a, b| {
+            (b.count.saturating_sub(b.err))
+                .cmp(&a.count.saturating_sub(a.err))
+                .then(b.count.cmp(&a.count))
+                .then_with(|| a.key.cmp(&b.key))
+        });
         v
     }
 }
@@ -407,15 +415,21 @@ pub fn parse_local_nets(s: &str) -> Result<Vec<LocalNet>, String> {
             Some((a, p)) => (a, Some(p)),
             None => (item, None),
         };
-        let ip: IpAddr = a
-            .parse()
-            .map_err(|_| format!("'{item}' is not a network (CIDR like 10.0.0.0/8)"))?;
-        let (kind, mut addr, max) = match ip {
-            IpAddr::V4(v) => (AddrKind::Ipv4, Addr::from_v4(v.octets()).0, 32u8),
-            IpAddr::V6(v) => (AddrKind::Ipv6, v.octets(), 128u8),
+        // tcpdump's short IPv4 networks too: `10/8`, `172.16/12`, a bare `10` is 10.0.0.0/8.
+        let (kind, mut addr, max, implied) = match a.parse::<IpAddr>() {
+            Ok(IpAddr::V4(v)) => (AddrKind::Ipv4, Addr::from_v4(v.octets()).0, 32u8, 32),
+            Ok(IpAddr::V6(v)) => (AddrKind::Ipv6, v.octets(), 128u8, 128),
+            Err(_) => match crate::filter::short_v4(a) {
+                Some((v4, implied)) => (AddrKind::Ipv4, Addr::from_v4(v4).0, 32, implied),
+                None => {
+                    return Err(format!(
+                        "'{item}' is not a network (CIDR like 10.0.0.0/8 or 10/8)"
+                    ))
+                }
+            },
         };
         let prefix = match p {
-            None => max,
+            None => implied,
             Some(p) => match p.parse::<u8>() {
                 Ok(n) if n <= max => n,
                 _ => return Err(format!("'{item}': prefix length must be 0..={max}")),

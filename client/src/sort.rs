@@ -149,7 +149,15 @@ fn key_of(f: Field, r: &FlowRecord) -> K {
             K::Addr(0, a)
         }
         Value::Flgs(b) => K::Bytes(b),
+        // By services, then the RC/UC opcode bits.
+        Value::IbOps(w) => K::Num(w[0]),
+        Value::IbSvc(b) => K::Num(b.into()),
     }
+}
+
+/// Orders two records by one field, as `tapflow sort` does (blank first, numbers as numbers).
+pub(crate) fn compare_field(f: Field, a: &FlowRecord, b: &FlowRecord) -> Ordering {
+    key_of(f, a).cmp(&key_of(f, b))
 }
 
 fn cmp_keys(a: &[K], b: &[K], keys: &[SortKey]) -> Ordering {

@@ -109,7 +109,8 @@ struct Planned {
 /// The records of every input, one after the other; see the module doc.
 pub struct Records {
     plan: std::vec::IntoIter<Planned>,
-    cur: Option<RecordReader<Box<dyn Read>>>,
+    // Native records or an Argus file (crate::foreign).
+    cur: Option<crate::foreign::AnyReader>,
     filter: Option<Filter>,
     meta: Meta,
     time: Option<TimeSpec>,
@@ -208,6 +209,11 @@ impl Records {
     }
 
     /// True once an input could be opened and had a valid header (a text header is owed).
+    /// The `-t` range, once resolved (a time of day is anchored on the first record read).
+    pub fn range(&self) -> Option<TimeRange> {
+        self.range
+    }
+
     pub fn opened_any(&self) -> bool {
         self.opened
     }
@@ -224,14 +230,33 @@ impl Records {
     /// The next selected record. `out` is flushed before anything is reported on stderr, so
     /// that messages land after the records printed before them; a flush error is returned.
     pub fn next_flushing(&mut self, out: &mut dyn Write) -> io::Result<Option<FlowRecord>> {
+        let mut rec = FlowRecord::default();
+        Ok(self.next_into(out, &mut rec)?.then_some(rec))
+    }
+
+    /// As [`next_flushing`](Self::next_flushing), decoding into `rec` (reused: no record is
+    /// built or moved per record read). `Ok(false)` at the end of every input.
+    pub fn next_into(&mut self, out: &mut dyn Write, rec: &mut FlowRecord) -> io::Result<bool> {
         loop {
-            let Some(rd) = self.cur.as_mut() else {
+            if self.cur.is_none() {
                 if !self.open_next(out)? {
-                    return Ok(None);
+                    return Ok(false);
                 }
                 continue;
+            }
+            // A filter that needs no per-direction statistics sees a partial decode first
+            // (without a filter nearly every record is kept: a first look would only add work).
+            let skim = self.filter.as_ref().is_some_and(|f| !f.needs_dirs());
+            let mut sel = Selection {
+                time: &self.time,
+                range: &mut self.range,
+                now_ns: self.now_ns,
+                verbose: self.verbose,
+                meta: self.meta,
+                filter: self.filter.as_ref(),
             };
-            let next = rd.next_record();
+            let rd = self.cur.as_mut().expect("checked above");
+            let next = rd.next_matching(rec, skim, &mut |r| sel.wanted(r));
             // Cheap when there is none: an empty Vec is moved, nothing allocated.
             let warnings = rd.take_warnings();
             if !warnings.is_empty() {
@@ -242,11 +267,10 @@ impl Records {
                 // Damaged data: every good record is kept, the exit status says it.
                 self.fail(1);
             }
-            let rec = match next {
-                Ok(Some(r)) => r,
-                Ok(None) => {
+            match next {
+                Ok(true) => return Ok(true),
+                Ok(false) => {
                     self.cur = None;
-                    continue;
                 }
                 Err(e) => {
                     out.flush()?;
@@ -254,35 +278,8 @@ impl Records {
                     report(&f);
                     self.fail(f.code);
                     self.cur = None;
-                    continue;
                 }
-            };
-            if self.wanted(&rec) {
-                return Ok(Some(rec));
             }
-        }
-    }
-
-    #[inline]
-    fn wanted(&mut self, rec: &FlowRecord) -> bool {
-        if let Some(t) = &self.time {
-            // A time of day is on the date of the first record read.
-            let range = match self.range {
-                Some(r) => r,
-                None => {
-                    let r = resolve_noting(t, self.now_ns, rec.stime_ns, self.verbose);
-                    self.range = Some(r);
-                    r
-                }
-            };
-            if !range.selects(rec.stime_ns, rec.ltime_ns) {
-                return false;
-            }
-        }
-        match self.meta {
-            Meta::Skip => !rec.is_meta() && self.filter.as_ref().map_or(true, |f| f.matches(rec)),
-            Meta::Only => rec.is_meta(),
-            Meta::Keep => rec.is_meta() || self.filter.as_ref().map_or(true, |f| f.matches(rec)),
         }
     }
 
@@ -313,7 +310,7 @@ impl Records {
                     continue;
                 }
             }
-            let opened: Result<(Box<dyn Read>, String), Failure> = match p.input {
+            let opened: Result<(Box<dyn Read + Send>, String), Failure> = match p.input {
                 Input::Stdin => Ok((Box::new(io::stdin()), "(stdin)".to_string())),
                 Input::File(path) => match File::open(&path) {
                     Ok(f) => Ok((Box::new(f), path.display().to_string())),
@@ -335,7 +332,7 @@ impl Records {
                 if self.verbose {
                     report(format_args!("note: reading {name}"));
                 }
-                RecordReader::new(r, &name).map_err(record_failure)
+                crate::foreign::open_reader(r, &name).map_err(record_failure)
             });
             match res {
                 Ok(rd) => {
@@ -351,6 +348,42 @@ impl Records {
             }
         }
         Ok(false)
+    }
+}
+
+/// What selects a record: the time range (resolved on the first record read), the meta
+/// policy and the filter. Borrowed from [`Records`] beside its reader.
+struct Selection<'a> {
+    time: &'a Option<TimeSpec>,
+    range: &'a mut Option<TimeRange>,
+    now_ns: u64,
+    verbose: bool,
+    meta: Meta,
+    filter: Option<&'a Filter>,
+}
+
+impl Selection<'_> {
+    #[inline]
+    fn wanted(&mut self, rec: &FlowRecord) -> bool {
+        if let Some(t) = self.time {
+            // A time of day is on the date of the first record read.
+            let range = match *self.range {
+                Some(r) => r,
+                None => {
+                    let r = resolve_noting(t, self.now_ns, rec.stime_ns, self.verbose);
+                    *self.range = Some(r);
+                    r
+                }
+            };
+            if !range.selects(rec.stime_ns, rec.ltime_ns) {
+                return false;
+            }
+        }
+        match self.meta {
+            Meta::Skip => !rec.is_meta() && self.filter.map_or(true, |f| f.matches(rec)),
+            Meta::Only => rec.is_meta(),
+            Meta::Keep => rec.is_meta() || self.filter.map_or(true, |f| f.matches(rec)),
+        }
     }
 }
 
@@ -483,6 +516,13 @@ fn peek(path: &Path) -> Result<Peek, NotRead> {
         return Err(NotRead::Foreign("empty file".into()));
     }
     if n < head.len() || &head != MAGIC {
+        // Argus files are read too; they carry no run to prune by.
+        if let Some(start_ns) = crate::foreign::peek_argus(path) {
+            return Ok(Peek {
+                start_ns,
+                run: None,
+            });
+        }
         return Err(NotRead::Foreign("not a tapflow record file".into()));
     }
     // Damage is reported when the file is read for real; here only the start matters.

@@ -376,8 +376,13 @@ impl Merger {
             let w = inp.worker_ltime.entry((run, worker)).or_insert(0);
             *w = (*w).max(rec.ltime_ns);
         }
-        if rec.is_meta() || rec.observed == observed::SRC_TO_DST | observed::DST_TO_SRC {
+        if rec.is_meta()
+            || rec.observed == observed::SRC_TO_DST | observed::DST_TO_SRC
+            || rec.is_ib()
+        {
             // Probe accounting, or a flow this probe saw both ways: nothing to join.
+            // InfiniBand flows pass as the probe wrote them: there is no IB join (an RC
+            // connection is two one-way flows already; docs/erf-infiniband.md).
             self.stats.passed_through += 1;
             sink.record(&rec);
             return;
@@ -1116,7 +1121,8 @@ impl Merger {
 
 /// Snapshot magic; its last byte is the format version (bump it when [`SnapBody`] or any type
 /// in it changes: bincode is positional, an old snapshot would not decode as the new layout).
-const SNAP_MAGIC: &[u8; 8] = b"TFMSNAP2";
+/// Version 3: `FlowRecord` gained `ib` (record format 1.3).
+const SNAP_MAGIC: &[u8; 8] = b"TFMSNAP3";
 
 /// What a snapshot carries: every field of [`Merger`] but the config and the scratch buffers.
 /// Generic so that one field list serves both ways: borrowed to write, owned to read (bincode
@@ -1177,7 +1183,7 @@ impl Merger {
     /// restores after a crash neither loses nor repeats records (the probes' spools replay
     /// what came after the snapshot; its duplicates are dropped by sequence number).
     ///
-    /// Layout: magic `TFMSNAP2`, input count (u32 LE), bincode body (varint), CRC-32C (u32 LE) of all
+    /// Layout: magic `TFMSNAP3`, input count (u32 LE), bincode body (varint), CRC-32C (u32 LE) of all
     /// that precedes it. Buffered internally; `w` is flushed at the end.
     pub fn snapshot(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
         use std::io::Write;
@@ -1229,7 +1235,16 @@ impl Merger {
         let mut head = [0u8; 12];
         cr.read_exact(&mut head)?;
         if &head[..8] != SNAP_MAGIC {
-            return Err(snap_err("not a merger snapshot of this format version"));
+            // Written by another release: its layout cannot be trusted, so say which.
+            return Err(snap_err(if head[..7] == SNAP_MAGIC[..7] {
+                format!(
+                    "a merger snapshot of format version {}, this release reads version {} \
+                     (written by another tapflow-merge release)",
+                    head[7] as char, SNAP_MAGIC[7] as char
+                )
+            } else {
+                "not a merger snapshot".to_string()
+            }));
         }
         let n = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")) as usize;
         if n != want {

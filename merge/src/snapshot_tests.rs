@@ -317,7 +317,7 @@ fn empty_merger_round_trips() {
     let m = Merger::new(cfg(), 3);
     let mut snap = Vec::new();
     m.snapshot(&mut snap).unwrap();
-    assert_eq!(&snap[..8], b"TFMSNAP2");
+    assert_eq!(&snap[..8], b"TFMSNAP3");
     let r = Merger::restore(cfg(), 3, &mut snap.as_slice()).unwrap();
     assert_eq!((r.inputs(), r.active_flows()), (3, 0));
 }

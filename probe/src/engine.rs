@@ -6,12 +6,13 @@
 //! a packet crosses a tick boundary, before that packet is applied, so a status record holds
 //! exactly the packets before its (wall-clock aligned) boundary.
 
-use crate::decode::{fragpos, tcpf, Decoder, Malformed, PacketSummary, Role, TcpInfo};
-use crate::key::FlowKey;
+use crate::decode::{fragpos, ib, tcpf, Decoder, Malformed, PacketSummary, Role, TcpInfo};
+use crate::key::{FlowKey, KIND_IB};
 use crate::table::{Entry, Links, Lookup, Table, NIL};
 use tapflow_capture::Batch;
 use tapflow_record::{
-    flags, observed, tcp_opts, AddrKind, Cause, DirStats, Encap, FlowRecord, FlowState, Handshake,
+    flags, ib_flags, observed, tcp_opts, Addr, AddrKind, Cause, DirStats, Encap, FlowRecord,
+    FlowState, Handshake, IbInfo, IBA_TRANSPORT,
 };
 
 /// Receives the records the engine emits.
@@ -144,6 +145,8 @@ struct SeqTrack {
     /// Payload bytes captured so far in this direction, and how many were reported already.
     payload_len: u16,
     payload_sent: u16,
+    /// InfiniBand: the next request PSN may jump (an RDMA READ's responses used the PSNs).
+    ib_resync: bool,
 }
 
 /// One flow's state. `dirs[0]` is what endpoint `a` of the canonical key sent.
@@ -180,6 +183,9 @@ pub struct Flow {
     encap: Encap,
     dirs: [DirStats; 2],
     seq: [SeqTrack; 2],
+    /// InfiniBand flows: LIDs (oriented as the record), P_Key, opcodes and NAKs since the last
+    /// record.
+    ib: IbInfo,
 }
 
 impl Entry for Flow {
@@ -439,7 +445,9 @@ impl Engine {
         f.total_pkts += 1;
         f.flags |= s.flags;
         update_dir(&mut f.dirs[d], &mut f.seq[d], s);
-        if f.key.proto == 6 && s.tcp.valid && (f.key.kind == 4 || f.key.kind == 6) {
+        if f.key.kind == KIND_IB {
+            ib_update(f, d, s);
+        } else if f.key.proto == 6 && s.tcp.valid && (f.key.kind == 4 || f.key.kind == 6) {
             let was_closing = f.close_at != 0;
             tcp_update(f, d, &s.tcp, s.app_len, ts);
             let both = f.seq[0].last_ns != 0 && f.seq[1].last_ns != 0;
@@ -502,7 +510,7 @@ impl Engine {
             Role::Responder => !sender_is_a,
             _ => sender_is_a,
         };
-        let is_tcp = slot.key.proto == 6 && slot.key.kind != AddrKind::L2 as u8;
+        let is_tcp = slot.key.proto == 6 && matches!(slot.key.kind, 4 | 6);
         let dir_guessed = is_tcp && !(s.tcp.valid && s.tcp.flags & tcpf::SYN != 0);
         // MACs, VLANs and labels are oriented so `smac` is the initiator's.
         let (smac, dmac) = if init_is_a == sender_is_a {
@@ -524,6 +532,19 @@ impl Engine {
         f.encap = s.encap;
         if f.key.kind == AddrKind::L2 as u8 {
             f.dir_guessed = false;
+        }
+        if f.key.kind == KIND_IB {
+            // LIDs of the initiator (the first packet's sender) and responder.
+            let (slid, dlid) = if init_is_a == sender_is_a {
+                (s.ib.slid, s.ib.dlid)
+            } else {
+                (s.ib.dlid, s.ib.slid)
+            };
+            f.ib = IbInfo {
+                slid,
+                dlid,
+                ..IbInfo::default()
+            };
         }
         self.stats.flows_created += 1;
         let n = self.table.len() as u64;
@@ -717,6 +738,10 @@ impl Engine {
             r.sport = sp;
             r.dport = dp;
         }
+        r.ib = IbInfo::default();
+        if f.key.kind == KIND_IB {
+            ib_record(r, f);
+        }
         let mut src = f.dirs[si];
         let mut dst = f.dirs[di];
         finish_ipt(&mut src);
@@ -787,10 +812,97 @@ impl Engine {
             };
         }
         f.flags &= !flags::PAYLOAD;
+        f.ib.opcodes = [0; 4];
+        f.ib.naks = 0;
+        f.ib.rnr_naks = 0;
         self.seq += 1;
         self.stats.records += 1;
         self.stats.records_by_cause[cause as usize] += 1;
         sink.record(&self.rec);
+    }
+}
+
+/// The InfiniBand part of a record: GIDs (or none), QPs oriented as the record, and what the
+/// flow saw since its last record.
+fn ib_record(r: &mut FlowRecord, f: &Flow) {
+    let fl = f.key.ib_flags();
+    r.addr_kind = AddrKind::Ipv6;
+    r.proto = IBA_TRANSPORT;
+    if fl & (ib_flags::GRH | ib_flags::ROCEV2) == 0 {
+        r.saddr = Addr::default();
+        r.daddr = Addr::default();
+    }
+    r.sport = 0;
+    r.dport = 0;
+    let (qa, qb) = f.key.ib_qps();
+    let (sqp, dqp) = if f.init_is_a { (qa, qb) } else { (qb, qa) };
+    r.ib = IbInfo {
+        sqp: if fl & ib_flags::SQP != 0 { sqp } else { 0 },
+        dqp,
+        flags: fl,
+        ..f.ib
+    };
+}
+
+/// InfiniBand: opcodes, NAKs, and PSN analysis of the requests of direction `d` (PSNs are 24
+/// bits, one per packet): `loss_pkts` counts PSNs skipped when a later one arrived (lost
+/// before the tap, or reordered), `out_of_order` packets that filled such a gap, `retrans`
+/// packets at or below the highest PSN seen that did not (go-back-N resends, duplicates).
+#[inline]
+fn ib_update(f: &mut Flow, d: usize, s: &PacketSummary) {
+    let p = &s.ib;
+    if !p.bth {
+        return;
+    }
+    f.ib.add_opcode(p.opcode);
+    f.ib.pkey = p.pkey;
+    if p.aeth {
+        if ib::is_nak(p.syndrome) {
+            f.ib.naks += 1;
+        } else if ib::is_rnr_nak(p.syndrome) {
+            f.ib.rnr_naks += 1;
+        }
+    }
+    if !ib::psn_tracked(p.opcode) {
+        return;
+    }
+    const M: u32 = 0xff_ffff;
+    // Signed distance a - b in the 24-bit PSN space.
+    let diff = |a: u32, b: u32| ((a.wrapping_sub(b) & M) << 8) as i32 >> 8;
+    let (ds, st) = (&mut f.dirs[d], &mut f.seq[d]);
+    let psn = p.psn & M;
+    let next = (psn + 1) & M;
+    if !st.started || st.ib_resync {
+        st.started = true;
+        st.ib_resync = false;
+        st.hole = false;
+        st.max_end = next;
+    } else {
+        let ahead = diff(psn, st.max_end);
+        if ahead == 0 {
+            st.max_end = next;
+        } else if ahead > 0 {
+            ds.loss_pkts += ahead as u32;
+            if !st.hole {
+                st.hole = true;
+                st.hole_start = st.max_end;
+            }
+            st.hole_end = psn;
+            st.max_end = next;
+        } else if st.hole && diff(psn, st.hole_start) >= 0 && diff(psn, st.hole_end) < 0 {
+            ds.out_of_order += 1;
+            if psn == st.hole_start {
+                st.hole_start = next;
+            }
+            if diff(st.hole_start, st.hole_end) >= 0 {
+                st.hole = false;
+            }
+        } else {
+            ds.retrans += 1;
+        }
+    }
+    if ib::is_read_request(p.opcode) {
+        st.ib_resync = true;
     }
 }
 

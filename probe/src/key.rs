@@ -1,7 +1,14 @@
 //! Flow keys: a directional key from the decoder, canonicalised so both directions of a flow
 //! hit the same table entry with one lookup.
 
-use tapflow_record::AddrKind;
+use tapflow_record::{ib_flags, AddrKind};
+
+/// `FlowKey::kind` of InfiniBand flows (AF_IB). Internal to the probe: records carry
+/// `AddrKind::Ipv6` and `flags::INFINIBAND` (the GIDs are IPv6-format addresses).
+pub const KIND_IB: u8 = 27;
+/// Set in `FlowKey::proto` of IB keys, whose low bits are `ib_flags` (variant, source QP
+/// known): keeps IB protos apart from every value the IP rules look at (1, 6, 17, 58).
+pub const IB_KEY: u8 = 0x80;
 
 /// A fixed-size, `Copy` flow key (40 bytes). In canonical form endpoint `a` is the smaller one.
 /// Serde: the merge daemon's snapshots carry keys. Ord: a layout-independent order for
@@ -43,9 +50,34 @@ impl FlowKey {
         matches!((self.kind, self.proto), (4, 1) | (6, 58)) || self.kind == 0
     }
 
+    /// IB key: the source and destination QP (24 bits each; the low 16 bits are the ports,
+    /// the top 8 bits the two bytes of `ethertype`).
+    #[inline]
+    pub fn ib_qps(&self) -> (u32, u32) {
+        let hi = self.ethertype;
+        (
+            u32::from(hi >> 8) << 16 | u32::from(self.port_a),
+            u32::from(hi & 0xff) << 16 | u32::from(self.port_b),
+        )
+    }
+
+    /// IB key: `ib_flags` bits.
+    #[inline]
+    pub fn ib_flags(&self) -> u8 {
+        self.proto & !IB_KEY
+    }
+
     /// The `ethertype` a record of this flow carries: the frame's for L2 flows, the IP
     /// version's otherwise.
     pub fn record_ethertype(&self) -> u16 {
+        if self.kind == KIND_IB {
+            // RoCEv2 over IPv4 or IPv6; native IB has no ethertype.
+            return match (self.ib_flags() & ib_flags::ROCEV2 != 0, mapped_v4(&self.a)) {
+                (false, _) => 0,
+                (true, true) => 0x0800,
+                (true, false) => 0x86dd,
+            };
+        }
         match self.addr_kind() {
             AddrKind::L2 => self.ethertype,
             AddrKind::Ipv6 => 0x86dd,
@@ -56,6 +88,9 @@ impl FlowKey {
     /// The (directional) key of a record: its initiator as endpoint `a`. Canonicalise it to
     /// meet the probe's own key for the flow.
     pub fn of_record(r: &tapflow_record::FlowRecord) -> FlowKey {
+        if r.is_ib() {
+            return FlowKey::of_ib_record(r);
+        }
         FlowKey {
             a: r.saddr.0,
             b: r.daddr.0,
@@ -71,10 +106,37 @@ impl FlowKey {
         }
     }
 
+    /// The key of an InfiniBand record, as the decoder builds it for its initiator's packets.
+    fn of_ib_record(r: &tapflow_record::FlowRecord) -> FlowKey {
+        let fl = r.ib.flags;
+        let (mut a, mut b) = (r.saddr.0, r.daddr.0);
+        if fl & (ib_flags::GRH | ib_flags::ROCEV2) == 0 {
+            a = [0; 16];
+            b = [0; 16];
+            if fl & ib_flags::LINK == 0 {
+                a[..2].copy_from_slice(&r.ib.slid.to_be_bytes());
+                b[..2].copy_from_slice(&r.ib.dlid.to_be_bytes());
+            }
+        }
+        let (sqp, dqp) = (r.ib.sqp & 0xff_ffff, r.ib.dqp & 0xff_ffff);
+        FlowKey {
+            a,
+            b,
+            port_a: sqp as u16,
+            port_b: dqp as u16,
+            proto: IB_KEY | (fl & 0x0f),
+            kind: KIND_IB,
+            ethertype: ((sqp >> 16) << 8 | dqp >> 16) as u16,
+        }
+    }
+
     /// Orders the endpoints. Returns the canonical key and `true` when the packet travels from
     /// `b` to `a` (i.e. the directional key's source became `b`).
     #[inline]
     pub fn canonical(mut self) -> (FlowKey, bool) {
+        if self.kind == KIND_IB {
+            return self.canonical_ib();
+        }
         let swap = if self.ports_symmetric() {
             self.a > self.b
         } else {
@@ -85,6 +147,25 @@ impl FlowKey {
             if !self.ports_symmetric() {
                 std::mem::swap(&mut self.port_a, &mut self.port_b);
             }
+        }
+        (self, swap)
+    }
+
+    /// IB keys: only a key that names both QPs (a DETH gave the source QP) has two endpoints
+    /// to order; without it the BTH names the destination QP only, so the key is one
+    /// direction (an RC connection is two flows: requests to the responder's QP, responses
+    /// and acknowledgements to the requester's).
+    #[inline]
+    fn canonical_ib(mut self) -> (FlowKey, bool) {
+        if self.ib_flags() & ib_flags::SQP == 0 {
+            return (self, false);
+        }
+        let (sqp, dqp) = self.ib_qps();
+        let swap = (self.a, sqp) > (self.b, dqp);
+        if swap {
+            std::mem::swap(&mut self.a, &mut self.b);
+            std::mem::swap(&mut self.port_a, &mut self.port_b);
+            self.ethertype = self.ethertype.rotate_left(8);
         }
         (self, swap)
     }
@@ -114,6 +195,11 @@ impl FlowKey {
         h ^= h >> 32;
         h.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ (h >> 31)
     }
+}
+
+/// Whether a GID is an IPv4-mapped address (`::ffff:a.b.c.d`).
+fn mapped_v4(g: &[u8; 16]) -> bool {
+    g[..10] == [0; 10] && g[10] == 0xff && g[11] == 0xff
 }
 
 #[cfg(test)]

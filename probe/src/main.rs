@@ -83,7 +83,7 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     config: Option<String>,
     /// Live: capture backend.
-    #[arg(long, value_parser = ["afpacket", "xdp"])]
+    #[arg(long, value_parser = ["afpacket", "xdp", "dag"])]
     backend: Option<String>,
     /// Live: AF_XDP mode (zero-copy refuses to start without driver support; auto falls back
     /// to copy and says so).
@@ -227,10 +227,10 @@ fn live_config(a: &Args) -> Result<Config, String> {
         c.probe_id = v;
     }
     if let Some(b) = &a.backend {
-        c.backend = if b == "xdp" {
-            Backend::Xdp
-        } else {
-            Backend::Afpacket
+        c.backend = match b.as_str() {
+            "xdp" => Backend::Xdp,
+            "dag" => Backend::Dag,
+            _ => Backend::Afpacket,
         };
     }
     if let Some(m) = &a.xdp_mode {

@@ -143,6 +143,14 @@ impl RunSummary {
                 d.snaplen_truncated
             );
         }
+        let lost: u64 = self.inputs.iter().map(|i| i.capture.drops).sum();
+        if lost > 0 {
+            // ERF loss counters: records the capture card could not deliver (not in the file).
+            let _ = writeln!(
+                s,
+                "  lost before the file by the capture source (ERF loss counters): {lost} packets"
+            );
+        }
         if !self.conserved() {
             let _ = writeln!(
                 s,

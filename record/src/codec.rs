@@ -30,7 +30,7 @@ pub use writer::{RecordWriter, WriterOptions};
 pub const FORMAT_MAJOR: u16 = 1;
 /// Minor version this crate writes. Readers accept any minor of their major: newer minors
 /// only add things an older reader can skip (record fields, header bytes).
-pub const FORMAT_MINOR: u16 = 2;
+pub const FORMAT_MINOR: u16 = 3;
 
 /// File magic, the first 8 bytes of every file and of every section of a stream.
 pub(crate) const FILE_MAGIC: [u8; 8] = *b"TAPFLOW\0";

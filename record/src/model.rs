@@ -233,6 +233,140 @@ pub mod flags {
     pub const ONE_SIDED: u32 = 1 << 8;
     /// Written by the merge daemon: the record joins the halves of two one-way probes.
     pub const MERGED: u32 = 1 << 9;
+    /// An InfiniBand flow (native IB or RoCEv2, format 1.3): `addr_kind` is `Ipv6` and the
+    /// addresses are the GIDs (zero without a GRH), `proto` is [`IBA_TRANSPORT`](crate::IBA_TRANSPORT)
+    /// and the IB fields are in `FlowRecord::ib`.
+    pub const INFINIBAND: u32 = 1 << 10;
+}
+
+/// `proto` of InfiniBand records: the GRH next-header value of the IBA transport (0x1B).
+pub const IBA_TRANSPORT: u8 = 0x1b;
+
+/// `IbInfo::flags` bits.
+pub mod ib_flags {
+    /// Keyed by GIDs: the packets carried a GRH (native IB).
+    pub const GRH: u8 = 1 << 0;
+    /// RoCEv2 (BTH in UDP port 4791): the GIDs are the IP addresses (IPv4 as `::ffff:a.b.c.d`).
+    pub const ROCEV2: u8 = 1 << 1;
+    /// `sqp` is known (a DETH named the source QP); without it `sqp` is 0.
+    pub const SQP: u8 = 1 << 2;
+    /// Link-level packets (flow control, ERF type 25), not addressed to any QP.
+    pub const LINK: u8 = 1 << 3;
+}
+
+/// What an InfiniBand record carries beyond the common fields (format 1.3).
+///
+/// An IB flow is keyed by (SLID, DLID), or by the GIDs when a GRH is present (RoCEv2: the IP
+/// addresses), plus the destination QP and, when a DETH names it, the source QP. PSN-based
+/// loss, retransmissions and reordering go in the common `DirStats` counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct IbInfo {
+    /// Local identifiers of the initiator and responder (0 for RoCEv2).
+    pub slid: u16,
+    pub dlid: u16,
+    /// Source QP (when `ib_flags::SQP`) and destination QP, 24 bits each.
+    pub sqp: u32,
+    pub dqp: u32,
+    /// Partition key of the last packet.
+    pub pkey: u16,
+    /// `ib_flags::*`.
+    pub flags: u8,
+    /// BTH opcodes seen, a 256-bit set (bit `op` of word `op / 64`). The transport service is
+    /// the opcode's top three bits.
+    pub opcodes: [u64; 4],
+    /// AETH NAKs (syndrome 011) and RNR NAKs (syndrome 001) seen.
+    pub naks: u32,
+    pub rnr_naks: u32,
+}
+
+impl IbInfo {
+    pub fn is_empty(&self) -> bool {
+        *self == IbInfo::default()
+    }
+    /// Adds opcode `op` to the set.
+    #[inline]
+    pub fn add_opcode(&mut self, op: u8) {
+        self.opcodes[usize::from(op >> 6)] |= 1u64 << (op & 63);
+    }
+    pub fn has_opcode(&self, op: u8) -> bool {
+        self.opcodes[usize::from(op >> 6)] & (1u64 << (op & 63)) != 0
+    }
+    /// The opcode set as 32 bytes (bit `op % 8` of byte `op / 8`), the record encoding.
+    pub fn opcode_bytes(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        for (i, w) in self.opcodes.iter().enumerate() {
+            b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        b
+    }
+    pub fn set_opcode_bytes(&mut self, b: &[u8; 32]) {
+        for (i, w) in self.opcodes.iter_mut().enumerate() {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            *w = u64::from_le_bytes(x);
+        }
+    }
+    /// Transport services seen (bit = opcode >> 5: 0 RC, 1 UC, 2 RD, 3 UD, 4 CNP, 5 XRC).
+    pub fn services(&self) -> u8 {
+        let mut s = 0u8;
+        for svc in 0..8u8 {
+            let w = self.opcodes[usize::from(svc >> 1)] >> ((svc & 1) * 32);
+            if w & 0xffff_ffff != 0 {
+                s |= 1 << svc;
+            }
+        }
+        s
+    }
+}
+
+/// InfiniBand transport service names, by the opcode's top three bits.
+pub const IB_SERVICES: [&str; 8] = ["RC", "UC", "RD", "UD", "CNP", "XRC", "svc6", "svc7"];
+
+/// The IBA opcode name (vol. 1 §9.2.1, table 38) without its service prefix, or `None` for a
+/// reserved code.
+pub fn ib_opcode_name(op: u8) -> Option<&'static str> {
+    const OPS: [&str; 26] = [
+        "SEND_FIRST",
+        "SEND_MIDDLE",
+        "SEND_LAST",
+        "SEND_LAST_IMM",
+        "SEND_ONLY",
+        "SEND_ONLY_IMM",
+        "WRITE_FIRST",
+        "WRITE_MIDDLE",
+        "WRITE_LAST",
+        "WRITE_LAST_IMM",
+        "WRITE_ONLY",
+        "WRITE_ONLY_IMM",
+        "READ_REQ",
+        "READ_RESP_FIRST",
+        "READ_RESP_MIDDLE",
+        "READ_RESP_LAST",
+        "READ_RESP_ONLY",
+        "ACK",
+        "ATOMIC_ACK",
+        "CMP_SWAP",
+        "FETCH_ADD",
+        "",
+        "SEND_LAST_INV",
+        "SEND_ONLY_INV",
+        "",
+        "",
+    ];
+    let (svc, m) = (op >> 5, (op & 0x1f) as usize);
+    let name = match svc {
+        // RC and XRC share the table (XRC adds the XRCETH).
+        0 | 5 => OPS.get(m).copied(),
+        // UC: sends and RDMA writes only.
+        1 if m <= 0x0b => Some(OPS[m]),
+        // RD: everything RC has except the invalidate sends.
+        2 if m <= 0x14 => Some(OPS[m]),
+        3 if m == 4 || m == 5 => Some(OPS[m]),
+        4 if m == 1 => Some("CNP"),
+        _ => None,
+    };
+    name.filter(|n| !n.is_empty())
 }
 
 /// TCP options seen in the handshake (`FlowRecord::tcp_opts`).
@@ -539,9 +673,25 @@ pub struct FlowRecord {
     /// Set on merge-status records (format 1.2); like `status`, such a record describes no
     /// flow.
     pub merge: Option<Box<MergeStatus>>,
+    /// InfiniBand fields (format 1.3), on records with `flags::INFINIBAND`.
+    pub ib: IbInfo,
 }
 
 impl FlowRecord {
+    /// Back to the default record, keeping the payload buffers' capacity (for decoding many
+    /// records into one).
+    pub fn reset(&mut self) {
+        let mut sp = std::mem::take(&mut self.src_payload);
+        let mut dp = std::mem::take(&mut self.dst_payload);
+        sp.clear();
+        dp.clear();
+        *self = FlowRecord {
+            src_payload: sp,
+            dst_payload: dp,
+            ..FlowRecord::default()
+        };
+    }
+
     /// True for probe-status and merge-status records (they describe no flow).
     pub fn is_meta(&self) -> bool {
         self.status.is_some() || self.merge.is_some()
@@ -555,6 +705,10 @@ impl FlowRecord {
     }
     pub fn dur_ns(&self) -> u64 {
         self.ltime_ns.saturating_sub(self.stime_ns)
+    }
+    /// True for InfiniBand / RoCEv2 flow records.
+    pub fn is_ib(&self) -> bool {
+        self.flags & flags::INFINIBAND != 0
     }
     pub fn is_icmp(&self) -> bool {
         matches!(

@@ -51,6 +51,12 @@ fn body_of(enc: &[u8]) -> Vec<u8> {
     enc[i..].to_vec()
 }
 
+fn buf_of(r: &FlowRecord) -> Vec<u8> {
+    let mut v = Vec::new();
+    encode_record(r, &mut v);
+    v
+}
+
 fn with_prefix(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut v = body.len() as u64;
@@ -225,6 +231,67 @@ fn handshake_and_merge_status_round_trip() {
     assert!(plain.hs.is_empty() && plain.merge.is_none());
 }
 
+/// InfiniBand records (format 1.3): the `ib` sub-message (tag 33) comes last, its opcode set
+/// is trimmed like an address, and a reader that does not know tag 33 still reads the rest.
+#[test]
+fn infiniband_round_trip_and_layout() {
+    let mut ib = IbInfo {
+        slid: 1,
+        dlid: 2,
+        dqp: 0x12_3456,
+        pkey: 0xffff,
+        naks: 1,
+        ..IbInfo::default()
+    };
+    ib.add_opcode(0x04); // RC SEND_ONLY
+    ib.add_opcode(0x11); // RC ACK
+    let r = FlowRecord {
+        addr_kind: AddrKind::Ipv6,
+        proto: IBA_TRANSPORT,
+        flags: flags::INFINIBAND,
+        ib,
+        ..FlowRecord::default()
+    };
+    let mut buf = Vec::new();
+    encode_record(&r, &mut buf);
+    let hex: Vec<String> = buf.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex.join(" "),
+        "1e 28 06 30 1b 88 01 80 08 8a 02 13 08 01 10 02 20 d6 e8 48 28 ff ff 03 3a 03 10 00 02 \
+         40 01"
+    );
+    let (back, used) = decode_record(&buf).unwrap();
+    assert_eq!(used, buf.len());
+    assert_eq!(back, r);
+    assert!(back.is_ib());
+    assert!(back.ib.has_opcode(0x11) && !back.ib.has_opcode(0x12));
+    assert_eq!(back.ib.services(), 1, "RC only");
+    // Every field, maxed, with opcodes in the last word.
+    let mut full = full_record();
+    full.ib.opcodes = [u64::MAX; 4];
+    buf.clear();
+    encode_record(&full, &mut buf);
+    assert_eq!(decode_record(&buf).unwrap().0, full);
+    // An older (1.2) reader sees the 1.2 fields, then one length-delimited field (tag 33) it
+    // skips by its wire type.
+    let mut no_ib = r.clone();
+    no_ib.ib = IbInfo::default();
+    let mut short = Vec::new();
+    encode_record(&no_ib, &mut short);
+    let (old, new) = (body_of(&short), body_of(&buf_of(&r)));
+    assert_eq!(&new[..old.len()], &old[..]);
+    assert_eq!(&new[old.len()..old.len() + 2], &[0x8a, 0x02]);
+    // An unknown field inside `ib` (a later minor) is skipped.
+    let mut body = body_of(&buf_of(&r));
+    let n = body.len();
+    // The sub-message is the last field: grow its length and append field 12 = 5.
+    let len_at = n - 1 - 19; // key 8a 02, length byte, 19 bytes of body
+    assert_eq!(body[len_at], 19);
+    body[len_at] = 21;
+    body.extend_from_slice(&[12 << 3, 5]);
+    assert_eq!(decode_record(&with_prefix(&body)).unwrap().0, r);
+}
+
 #[test]
 fn golden_file_layout() {
     let h = FileHeader {
@@ -238,7 +305,7 @@ fn golden_file_layout() {
     w.write(&FlowRecord::default()).unwrap();
     let d = w.finish().unwrap();
     assert_eq!(&d[..8], b"TAPFLOW\0");
-    assert_eq!(&d[8..16], &[1, 0, 2, 0, 36, 0, 0, 0]);
+    assert_eq!(&d[8..16], &[1, 0, 3, 0, 36, 0, 0, 0]);
     assert_eq!(&d[16..20], &0xa0b0_c0d0u32.to_le_bytes());
     assert_eq!(&d[20..24], &0x0102_0304u32.to_le_bytes());
     assert_eq!(&d[24..32], &0x1122_3344_5566_7788u64.to_le_bytes());
@@ -949,11 +1016,11 @@ fn newer_minor_with_unknown_field_is_read() {
     varint(&mut body, 41 << 3);
     varint(&mut body, 12345);
     let rec = with_prefix(&body);
-    // A 1.3 header with 12 more header bytes than 1.0 has.
-    let mut d = raw_header(1, 3, &[0xEE; 12]);
+    // A 1.4 header with 12 more header bytes than 1.0 has.
+    let mut d = raw_header(1, 4, &[0xEE; 12]);
     d.extend_from_slice(&raw_block(&[rec.clone(), rec].concat(), 2));
     let mut rd = RecordReader::new(&d[..], "new.tfr").unwrap();
-    assert_eq!(rd.header().minor, 3);
+    assert_eq!(rd.header().minor, 4);
     assert_eq!(rd.header().probe_id, 9);
     let got: Vec<FlowRecord> = rd.by_ref().map(|x| x.unwrap()).collect();
     assert_recs(&got, &[r.clone(), r]);

@@ -28,6 +28,20 @@ pub enum GenCmd {
     Mix(MixArgs),
     /// Regenerate the project's test fixtures (demo capture, link types, format edge cases).
     Fixtures(FixturesArgs),
+    /// InfiniBand and RoCEv2 captures with known flows, losses and retransmissions, as pcap
+    /// (LINKTYPE_INFINIBAND / Ethernet), ERF and pcap of ERF records (LINKTYPE_ERF), plus
+    /// damaged ERF files and the truth (JSON lines).
+    Ib(IbArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct IbArgs {
+    /// Directory to write into (created).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Scenario seed (moves the timestamps).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -106,7 +120,111 @@ pub fn run(args: GenArgs) -> Result<()> {
         GenCmd::Worst(a) => gen_worst(a),
         GenCmd::Mix(a) => gen_mix(a),
         GenCmd::Fixtures(a) => gen_fixtures(a),
+        GenCmd::Ib(a) => gen_ib(a),
     }
+}
+
+/// Writes `ib.pcap` (LINKTYPE_INFINIBAND 247), `ib.erf` (ERF types 21, 25, pad records,
+/// extension headers, loss counters), `ib-erf.pcap` (the ERF records in LINKTYPE_ERF 197),
+/// `roce.pcap` and `roce.erf` (Ethernet, ERF type 2 with FCS), the truth `ib.truth.jsonl` /
+/// `roce.truth.jsonl`, and damaged copies of `ib.erf`: `bad-rlen.erf` (record 30's rlen is 9),
+/// `bad-ext.erf` (record 20's extension chain runs past its end), `bad-type.erf` (record 10
+/// has type 99), `truncated.erf` (cut inside the last record). `damage.tsv` lists, per damaged
+/// file, the byte offset of the damage and the packets before it.
+fn gen_ib(a: IbArgs) -> Result<()> {
+    use super::ib::{self, ErfKind, Transport};
+    std::fs::create_dir_all(&a.dir).with_context(|| format!("create {}", a.dir.display()))?;
+    let put = |name: &str, bytes: &[u8]| -> Result<()> {
+        let p = a.dir.join(name);
+        std::fs::write(&p, bytes).with_context(|| format!("write {}", p.display()))
+    };
+    let truth = |flows: &[ib::IbFlowTruth]| -> Vec<u8> {
+        flows
+            .iter()
+            .map(|f| f.to_json() + "\n")
+            .collect::<String>()
+            .into_bytes()
+    };
+    let (nf, nt) = ib::scenario(Transport::Native, a.seed);
+    put("ib.pcap", &ib::write_pcap(&nf, 247))?;
+    let erf = ib::write_erf(&nf);
+    put("ib.erf", &erf)?;
+    put("ib.truth.jsonl", &truth(&nt))?;
+    // Pad records stay out: a pcap frame is a packet (tapflow skips them, tshark lists them).
+    let in_pcap: Vec<super::Frame> = nf
+        .iter()
+        .filter(|f| f.kind != ErfKind::Pad)
+        .map(|f| super::Frame::new(f.ts_ns, ib::erf_record(f)))
+        .collect();
+    put(
+        "ib-erf.pcap",
+        &super::write::write_pcap(Vec::new(), &in_pcap, 197, true)?,
+    )?;
+    let (rf, rt) = ib::scenario(Transport::Roce, a.seed);
+    put("roce.pcap", &ib::write_pcap(&rf, 1))?;
+    put("roce.erf", &ib::write_erf(&rf))?;
+    put("roce.truth.jsonl", &truth(&rt))?;
+
+    // Damaged copies: (name, record index, how).
+    let starts: Vec<usize> = nf
+        .iter()
+        .scan(0usize, |off, f| {
+            let at = *off;
+            *off += ib::erf_record(f).len();
+            Some(at)
+        })
+        .collect();
+    let packets_before = |k: usize| nf[..k].iter().filter(|f| f.kind != ErfKind::Pad).count();
+    let mut damage = String::from("file\toffset\tpackets_before\tgood_after\n");
+    let after = |k: usize| {
+        nf[k + 1..]
+            .iter()
+            .filter(|f| f.kind != ErfKind::Pad)
+            .count()
+    };
+    let mut bad = erf.clone();
+    bad[starts[30] + 10..starts[30] + 12].copy_from_slice(&9u16.to_be_bytes());
+    put("bad-rlen.erf", &bad)?;
+    damage += &format!("bad-rlen.erf\t{}\t{}\t0\n", starts[30], packets_before(30));
+    // Record 20 gets an extension chain where every 8-byte step says "another follows".
+    let k = 20;
+    let end = starts.get(k + 1).copied().unwrap_or(erf.len());
+    let mut bad = erf.clone();
+    bad[starts[k] + 8] |= 0x80;
+    for p in (starts[k] + 16..end).step_by(8) {
+        bad[p] |= 0x80;
+    }
+    put("bad-ext.erf", &bad)?;
+    damage += &format!(
+        "bad-ext.erf\t{}\t{}\t{}\n",
+        starts[k],
+        packets_before(k),
+        after(k)
+    );
+    let mut bad = erf.clone();
+    bad[starts[10] + 8] = 99 | (bad[starts[10] + 8] & 0x80);
+    put("bad-type.erf", &bad)?;
+    damage += &format!(
+        "bad-type.erf\t{}\t{}\t{}\n",
+        starts[10],
+        packets_before(10),
+        after(10)
+    );
+    let last = nf.len() - 1;
+    put("truncated.erf", &erf[..erf.len() - 3])?;
+    damage += &format!(
+        "truncated.erf\t{}\t{}\t0\n",
+        starts[last],
+        packets_before(last)
+    );
+    put("damage.tsv", damage.as_bytes())?;
+    eprintln!(
+        "wrote {} native IB and {} RoCEv2 packets to {}",
+        nf.iter().filter(|f| f.kind != ErfKind::Pad).count(),
+        rf.len(),
+        a.dir.display()
+    );
+    Ok(())
 }
 
 fn gen_demo(a: DemoArgs) -> Result<()> {

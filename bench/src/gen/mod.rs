@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod conv;
 pub mod fixtures;
+pub mod ib;
 pub mod link;
 pub mod pkt;
 pub mod rng;

@@ -7,6 +7,7 @@
 //! Damaged input never panics: problems become [`CaptureWarning`]s with stream offsets, and
 //! reading stops at the first damage that leaves the framing untrustworthy.
 
+mod erf;
 mod pcap;
 mod pcapng;
 mod source;
@@ -21,6 +22,7 @@ use flate2::read::MultiGzDecoder;
 use memmap2::Mmap;
 
 use crate::{Batch, Capture, CaptureError, CaptureStats, CaptureWarning, PacketDesc};
+use erf::Erf;
 use pcap::Pcap;
 use pcapng::{First, Pcapng};
 use source::{CountingReader, RawCounter, Source, Stream, STREAM_WINDOW};
@@ -30,7 +32,8 @@ pub const BATCH_SIZE: usize = 256;
 /// Warnings kept per source; a damaged file should not flood the log (counters still count).
 const MAX_WARNINGS: u64 = 100;
 
-/// Opens a capture file (`-` = stdin), sniffing pcap / pcapng / gzip / zstd from its magic.
+/// Opens a capture file (`-` = stdin), sniffing pcap / pcapng / gzip / zstd from its magic and
+/// ERF from the look of its first records (ERF has no magic; a `.erf` name is taken at its word).
 ///
 /// Plain regular files are memory-mapped (zero copy); do not truncate a file while it is being
 /// read (the process would get SIGBUS). Compressed files, FIFOs and stdin are streamed.
@@ -69,8 +72,13 @@ pub fn open(path: &str) -> Result<Box<dyn Capture>, CaptureError> {
     let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
     #[cfg(unix)]
     let _ = map.advise(memmap2::Advice::Sequential);
-    match sniff(&map) {
-        Some(Kind::Pcap | Kind::Pcapng) => Ok(Box::new(FileCapture::new(path, Source::Map(map))?)),
+    let erf_name = is_erf_name(path);
+    match sniff(&map).or(erf_name.then_some(Kind::Erf)) {
+        Some(Kind::Pcap | Kind::Pcapng | Kind::Erf) => Ok(Box::new(FileCapture::new(
+            path,
+            Source::Map(map),
+            erf_name,
+        )?)),
         Some(Kind::Gzip | Kind::Zstd) => {
             drop(map);
             file.seek(SeekFrom::Start(0)).map_err(io_err)?;
@@ -97,6 +105,15 @@ enum Kind {
     Pcapng,
     Gzip,
     Zstd,
+    Erf,
+}
+
+/// `x.erf`, `x.erf.gz`, `x.erf.zst`: ERF by name.
+fn is_erf_name(path: &str) -> bool {
+    let p = path.to_ascii_lowercase();
+    [".erf", ".erf.gz", ".erf.zst", ".erf.zstd"]
+        .iter()
+        .any(|s| p.ends_with(s))
 }
 
 fn sniff(b: &[u8]) -> Option<Kind> {
@@ -108,6 +125,8 @@ fn sniff(b: &[u8]) -> Option<Kind> {
         Some(Kind::Gzip)
     } else if b.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Some(Kind::Zstd)
+    } else if crate::erf::looks_like(b) {
+        Some(Kind::Erf)
     } else {
         None
     }
@@ -129,7 +148,8 @@ fn unknown_format(source: &str, head: &[u8], ctx: &str) -> CaptureError {
         let shown: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
         format!(
             "unknown capture format{ctx}: first bytes are {} (expected pcap a1b2c3d4/a1b23c4d \
-             in either byte order, pcapng 0a0d0d0a, gzip 1f8b or zstd 28b52ffd)",
+             in either byte order, pcapng 0a0d0d0a, gzip 1f8b, zstd 28b52ffd, or ERF records; \
+             name an ERF file *.erf if its first records do not look like ERF)",
             shown.join(" ")
         )
     };
@@ -145,7 +165,8 @@ fn open_stream(
 ) -> Result<FileCapture, CaptureError> {
     let counter = Arc::new(RawCounter::default());
     let mut raw = CountingReader::new(raw, Arc::clone(&counter));
-    let mut head = [0u8; 8];
+    // 16 bytes: an ERF record header (ERF has no magic number).
+    let mut head = [0u8; 16];
     let mut got = 0;
     while got < head.len() {
         match raw.read(&mut head[got..]) {
@@ -163,8 +184,9 @@ fn open_stream(
     let head = &head[..got];
     // Give the sniffed bytes back to whoever reads next.
     let chained = io::Cursor::new(head.to_vec()).chain(raw);
+    let erf_name = is_erf_name(name);
     let (reader, compression): (Box<dyn Read + Send>, _) = match sniff(head) {
-        Some(Kind::Pcap | Kind::Pcapng) => (Box::new(chained), None),
+        Some(Kind::Pcap | Kind::Pcapng | Kind::Erf) => (Box::new(chained), None),
         Some(Kind::Gzip) => (Box::new(MultiGzDecoder::new(chained)), Some("gzip")),
         Some(Kind::Zstd) => {
             let dec =
@@ -174,10 +196,11 @@ fn open_stream(
                 })?;
             (Box::new(dec), Some("zstd"))
         }
+        None if erf_name => (Box::new(chained), None),
         None => return Err(unknown_format(name, head, "")),
     };
     let stream = Stream::new(reader, counter, total, compression, window);
-    FileCapture::new(name, Source::Stream(stream))
+    FileCapture::new(name, Source::Stream(stream), erf_name)
 }
 
 /// Reads a little-endian or big-endian integer at `off`. Callers check lengths first; a short
@@ -264,6 +287,7 @@ impl Ctx {
 enum Format {
     Pcap(Pcap),
     Pcapng(Pcapng),
+    Erf(Erf),
 }
 
 /// A pcap or pcapng reader over a [`Source`].
@@ -319,7 +343,7 @@ fn header_err(cx: &Ctx, msg: &str, ctx: &str) -> CaptureError {
 impl FileCapture {
     /// Reads the file header (pcap) or first section header (pcapng). Header problems are
     /// fatal: there is nothing useful to salvage from a file whose header we refuse.
-    fn new(name: &str, mut src: Source) -> Result<FileCapture, CaptureError> {
+    fn new(name: &str, mut src: Source, erf_name: bool) -> Result<FileCapture, CaptureError> {
         let mut cx = Ctx {
             name: name.to_string(),
             stats: CaptureStats::default(),
@@ -331,8 +355,10 @@ impl FileCapture {
             Some(c) => format!(" after {c} decompression"),
             None => String::new(),
         };
-        fill(&mut src, &mut pos, &mut cx, 4)?;
-        let fmt = match sniff(src.data()) {
+        // An ERF record header (a stream reads ahead much further anyway).
+        fill(&mut src, &mut pos, &mut cx, 16)?;
+        let fmt = match sniff(src.data()).or(erf_name.then_some(Kind::Erf)) {
+            Some(Kind::Erf) => Format::Erf(Erf::default()),
             Some(Kind::Pcap) => {
                 fill(&mut src, &mut pos, &mut cx, pcap::HEADER_LEN)?;
                 let p = Pcap::parse_header(src.data()).map_err(|m| header_err(&cx, &m, &ctx))?;
@@ -389,6 +415,15 @@ impl Capture for FileCapture {
             let step = match &mut self.fmt {
                 Format::Pcap(p) => p.step(data, eof, off, &mut self.cx),
                 Format::Pcapng(p) => p.step(data, eof, off, &mut self.cx),
+                Format::Erf(p) => p.step(data, eof, off, &mut self.cx),
+            };
+            // pcap/pcapng records of LINKTYPE_ERF hold one ERF record each: the same walk as
+            // an ERF file turns it into the packet inside.
+            let step = match step {
+                Step::Packet { consumed, desc } if desc.link == crate::LinkType::ERF.0 => {
+                    erf::unwrap(data, consumed, desc, off, &mut self.cx)
+                }
+                s => s,
             };
             match step {
                 Step::Packet { consumed, mut desc } if consumed > 0 && consumed <= data.len() => {

@@ -273,7 +273,7 @@ fn drain(c: &mut dyn Capture) -> Got {
 }
 
 fn mem(bytes: &[u8]) -> Result<FileCapture, CaptureError> {
-    FileCapture::new("mem", Source::Mem(bytes.to_vec()))
+    FileCapture::new("mem", Source::Mem(bytes.to_vec()), false)
 }
 
 fn chunky(bytes: &[u8], window: usize) -> Result<FileCapture, CaptureError> {
@@ -1080,4 +1080,186 @@ fn corpus_packet_counts_match_manifest() {
         checked += 1;
     }
     assert!(checked >= 50, "only {checked} corpus files checked");
+}
+
+// ---------------------------------------------------------------------------------------------
+// ERF
+
+/// An ERF record (Ethernet types get their 2-byte pad), timestamp `sec` + half a second.
+fn erf_rec(ty: u8, lctr: u16, exts: usize, sec: u32, p: &[u8], wlen: u16) -> Vec<u8> {
+    let pad = if ty == 2 { 2 } else { 0 };
+    let rlen = 16 + exts * 8 + pad + p.len();
+    let mut v = Vec::new();
+    v.extend_from_slice(&((u64::from(sec) << 32) | 0x8000_0000).to_le_bytes());
+    v.push(ty | if exts > 0 { 0x80 } else { 0 });
+    v.push(0x04 | (sec & 1) as u8);
+    v.extend_from_slice(&(rlen as u16).to_be_bytes());
+    v.extend_from_slice(&lctr.to_be_bytes());
+    v.extend_from_slice(&wlen.to_be_bytes());
+    for i in 0..exts {
+        v.extend_from_slice(&[if i + 1 < exts { 0x84 } else { 0x04 }, 0, 0, 0, 0, 0, 0, 1]);
+    }
+    v.extend(std::iter::repeat_n(0, pad));
+    v.extend_from_slice(p);
+    v
+}
+
+/// `n` records cycling through Ethernet (with FCS), IPv4, InfiniBand, a pad record.
+fn erf_file(n: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let sec = 1_700_000_000 + i;
+        let p = payload(i, 60 + (i as usize % 40));
+        match i % 4 {
+            0 => out.extend(erf_rec(
+                2,
+                (i % 3) as u16,
+                (i % 3) as usize,
+                sec,
+                &p,
+                p.len() as u16,
+            )),
+            1 => out.extend(erf_rec(22, 0, 0, sec, &p, p.len() as u16)),
+            2 => out.extend(erf_rec(21, 0, 1, sec, &p, p.len() as u16 + 8)),
+            _ => out.extend(erf_rec(48, 0, 0, 0, &[0; 8], 0)),
+        }
+    }
+    out
+}
+
+#[test]
+fn erf_records_through_every_path() {
+    let f = erf_file(403);
+    let got = read_all(&f);
+    // Pad records are not packets.
+    assert_eq!(got.pkts.len(), 303);
+    assert!(got.warnings.is_empty(), "{:?}", got.warnings);
+    let eth = &got.pkts[0];
+    assert_eq!(eth.link, 1);
+    assert_eq!(eth.wire_len, 56, "FCS left out");
+    assert_eq!(eth.data.len(), 56);
+    assert_eq!(eth.ts_ns, 1_700_000_000_500_000_000);
+    assert_eq!(eth.data[..], payload(0, 60)[..56]);
+    let ib = &got.pkts[2];
+    assert_eq!((ib.link, ib.wire_len, ib.data.len()), (247, 70, 62));
+    assert_eq!(ib.iface, 0);
+    assert_eq!(got.pkts[1].link, 228);
+    assert_eq!(got.pkts[1].iface, 1);
+    assert_eq!(
+        got.stats.snaplen_truncated, 101,
+        "IB records hold 8 bytes less than wlen"
+    );
+    // lctr of the Ethernet records (i % 3 for i = 0, 4, 8 …) feeds the drop count.
+    let lost: u64 = (0..403u64).filter(|i| i % 4 == 0).map(|i| i % 3).sum();
+    assert_eq!(got.stats.drops, lost);
+    // A file named .erf, and gzip of it.
+    let t = Tmp::new("x.erf", &f);
+    assert_eq!(drain(&mut *open(t.path()).unwrap()), got);
+    let t = Tmp::new("x.erf.gz", &gzip(&f));
+    let z = drain(&mut *open(t.path()).unwrap());
+    assert_eq!(z.pkts, got.pkts);
+}
+
+#[test]
+fn erf_damage_is_reported_with_offsets_and_good_records_kept() {
+    let good = erf_file(8);
+    let recs: Vec<Vec<u8>> = {
+        let mut v = Vec::new();
+        let mut p = 0;
+        while p < good.len() {
+            let rlen = u16::from_be_bytes([good[p + 10], good[p + 11]]) as usize;
+            v.push(good[p..p + rlen].to_vec());
+            p += rlen;
+        }
+        v
+    };
+    let at = |k: usize| recs[..k].iter().map(Vec::len).sum::<usize>() as u64;
+    // Unknown type in record 3: skipped by its rlen, reading goes on.
+    let mut d = recs.clone();
+    d[2][8] = 99;
+    let got = read_all(&d.concat());
+    assert_eq!(got.pkts.len(), 5);
+    assert_eq!(got.stats.bad_records, 1);
+    assert_eq!(
+        got.warnings,
+        vec![(
+            at(2),
+            format!(
+                "ERF record 3 at offset {}: unknown ERF record type 99; skipping its {} bytes",
+                at(2),
+                d[2].len()
+            )
+        )]
+    );
+    // Truncated extension chain in record 5: every 8-byte step says another header follows,
+    // so the chain runs past the record's end.
+    let mut d = recs.clone();
+    for k in (16..d[4].len()).step_by(8) {
+        d[4][k] |= 0x80;
+    }
+    let got = read_all(&d.concat());
+    assert_eq!(got.pkts.len(), 5);
+    assert_eq!(got.stats.bad_records, 1);
+    assert!(
+        got.warnings[0]
+            .1
+            .contains("header(s) announced) runs past the record length"),
+        "{:?}",
+        got.warnings
+    );
+    assert_eq!(got.warnings[0].0, at(4));
+    // rlen below the header: the framing is gone, reading stops; earlier records kept.
+    let mut d = recs.clone();
+    d[5][10..12].copy_from_slice(&7u16.to_be_bytes());
+    let got = read_all(&d.concat());
+    assert_eq!(got.pkts.len(), 4);
+    assert_eq!(got.stats.bad_records, 1);
+    assert!(got.warnings[0]
+        .1
+        .ends_with("corrupt record header; stopping"));
+    // Truncated file: the cut record is reported, the others kept.
+    let all = good.clone();
+    let cut = &all[..all.len() - 5 - recs[7].len()];
+    let got = read_all(cut);
+    assert_eq!(got.pkts.len(), 5);
+    assert_eq!(got.warnings.len(), 1);
+    assert!(got.warnings[0].1.contains("only"), "{:?}", got.warnings);
+    assert_eq!(got.warnings[0].0, at(6));
+    // A file named .erf whose first record is damaged is still read as ERF: a clear error
+    // per record, not "unknown format".
+    let mut d = recs.clone();
+    d[0][10..12].copy_from_slice(&3u16.to_be_bytes());
+    let t = Tmp::new("bad.erf", &d.concat());
+    let g = drain(&mut *open(t.path()).unwrap());
+    assert!(g.pkts.is_empty());
+    assert!(g.warnings[0]
+        .1
+        .starts_with("ERF record 1 at offset 0: record length 3"));
+}
+
+#[test]
+fn erf_inside_pcap_linktype_197() {
+    let mut f = pcap_header(false, true, 65535, 197);
+    let p = payload(1, 64);
+    let r = erf_rec(2, 2, 1, 1_700_000_000, &p, 64);
+    pcap_record(&mut f, false, 1_700_000_001, 5, &r, r.len() as u32);
+    let r = erf_rec(48, 0, 0, 0, &[0; 8], 0);
+    pcap_record(&mut f, false, 1_700_000_002, 5, &r, r.len() as u32);
+    let mut r = erf_rec(21, 0, 0, 1_700_000_000, &p, 64);
+    r[8] = 100;
+    pcap_record(&mut f, false, 1_700_000_003, 5, &r, r.len() as u32);
+    // Cut by the snap length: the packet is what is there.
+    let r = erf_rec(21, 0, 0, 1_700_000_000, &p, 64);
+    pcap_record(&mut f, false, 1_700_000_004, 5, &r[..40], r.len() as u32);
+    let got = read_all(&f);
+    assert_eq!(got.pkts.len(), 2);
+    assert_eq!(got.pkts[0].link, 1);
+    assert_eq!(got.pkts[0].wire_len, 60);
+    assert_eq!(got.pkts[0].ts_ns, 1_700_000_001_000_000_005);
+    assert_eq!(got.pkts[0].data[..], p[..60]);
+    assert_eq!(got.pkts[1].link, 247);
+    assert_eq!((got.pkts[1].data.len(), got.pkts[1].wire_len), (24, 64));
+    assert_eq!(got.stats.drops, 2);
+    assert_eq!(got.stats.bad_records, 1);
+    assert!(got.warnings[0].1.contains("unknown ERF record type 100"));
 }

@@ -299,6 +299,7 @@ impl fmt::Display for Expr {
                 }
                 Prim::SynAck => f.write_str("synack"),
                 Prim::Frag(d) => write!(f, "{d}frag"),
+                Prim::RecordFlag(flags::INFINIBAND) => f.write_str("ib"),
                 Prim::RecordFlag(b) => write!(f, "flag 0x{b:x}"),
                 Prim::IcmpType { v4, v6 } => {
                     let t = |t: &Option<u8>| t.map_or("-".to_string(), |t| t.to_string());

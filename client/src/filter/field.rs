@@ -441,10 +441,27 @@ fn specimen() -> FlowRecord {
     }
 }
 
+/// An InfiniBand record with every IB field set (their printed kinds).
+fn ib_specimen() -> FlowRecord {
+    let mut r = specimen();
+    r.flags = tapflow_record::flags::INFINIBAND;
+    r.ib.flags = tapflow_record::ib_flags::SQP;
+    r.ib.slid = 1;
+    r.ib.dlid = 1;
+    r
+}
+
 /// The unit of a quantity; `None` if it cannot be compared (addresses, flag strings, times).
 fn unit(a: Acc) -> Option<Unit> {
+    let specimen = |f: Field| {
+        if fields::is_ib_field(f) {
+            ib_specimen()
+        } else {
+            specimen()
+        }
+    };
     Some(match a {
-        Acc::Field(f, _) => match fields::value(f, &specimen()) {
+        Acc::Field(f, _) => match fields::value(f, &specimen(f)) {
             Value::U64(_) | Value::Port(_) | Value::Hex16(_) => Unit::Count,
             Value::Secs(_) => Unit::Secs,
             Value::Millis(_) => Unit::Millis,

@@ -59,6 +59,7 @@ use std::fmt;
 
 pub use ast::{has_ports, Dir, Expr, HostAddr, Net, Prim, ICMP_TYPES, TCP_FLAGS};
 pub use field::{Acc, Cmp, Guard, Op, Operand, Real, Side, Test, Unit};
+pub(crate) use parse::short_v4;
 pub use parse::MAX_DEPTH;
 use tapflow_record::FlowRecord;
 
@@ -126,6 +127,35 @@ impl Filter {
     #[inline]
     pub fn matches(&self, r: &FlowRecord) -> bool {
         self.expr.matches(r)
+    }
+
+    /// Whether the filter looks at the per-direction statistics (`src`/`dst`: counters, TCP
+    /// flags, fragments …). When it does not, records can be filtered on a cheaper partial
+    /// decode (`RecordReader::next_matching`). Conservative: anything not known to be
+    /// top-level says yes.
+    pub fn needs_dirs(&self) -> bool {
+        fn walk(e: &Expr) -> bool {
+            match e {
+                Expr::All(v) | Expr::Any(v) => v.iter().any(walk),
+                Expr::Not(e) => walk(e),
+                Expr::Prim(p) => !matches!(
+                    p,
+                    Prim::Proto { .. }
+                        | Prim::Family(_)
+                        | Prim::Arp
+                        | Prim::Host(..)
+                        | Prim::Net(..)
+                        | Prim::Port(..)
+                        | Prim::PortRange(..)
+                        | Prim::EtherProto(_)
+                        | Prim::Vlan
+                        | Prim::Mpls
+                        | Prim::RecordFlag(_)
+                        | Prim::IcmpType { .. }
+                ),
+            }
+        }
+        walk(&self.expr)
     }
 }
 

@@ -108,6 +108,8 @@ fn proto_word(w: &str) -> Option<Prim> {
         "ip" => Some(Prim::Family(AddrKind::Ipv4)),
         "ip6" => Some(Prim::Family(AddrKind::Ipv6)),
         "arp" => Some(Prim::Arp),
+        // InfiniBand flows, native or RoCEv2 (format 1.3 records).
+        "ib" | "infiniband" => Some(Prim::RecordFlag(flags::INFINIBAND)),
         _ => None,
     }
 }
@@ -822,7 +824,7 @@ fn parse_host(s: &str) -> Option<HostAddr> {
 }
 
 /// tcpdump's short IPv4 networks: `10` is 10.0.0.0/8, `172.16` is 172.16.0.0/16.
-fn short_v4(s: &str) -> Option<([u8; 4], u8)> {
+pub(crate) fn short_v4(s: &str) -> Option<([u8; 4], u8)> {
     let mut b = [0u8; 4];
     let mut n = 0;
     for part in s.split('.') {

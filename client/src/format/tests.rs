@@ -141,9 +141,81 @@ fn each_field_as_text() {
         ("tunid", "5000"),
         ("osaddr", "172.16.0.1"),
         ("odaddr", "172.16.0.2"),
+        // InfiniBand fields are blank on other records.
+        ("slid", ""),
+        ("dlid", ""),
+        ("sgid", ""),
+        ("dgid", ""),
+        ("sqp", ""),
+        ("dqp", ""),
+        ("pkey", ""),
+        ("opcodes", ""),
+        ("ibsvc", ""),
+        ("naks", ""),
+        ("rnrnaks", ""),
     ];
     assert_eq!(expect.len(), FIELDS.len(), "every field is covered");
     for (name, want) in expect {
+        assert_eq!(t(name, &r), want, "field {name}");
+    }
+}
+
+#[test]
+fn infiniband_fields_as_text() {
+    use tapflow_record::{flags, ib_flags, IbInfo, IBA_TRANSPORT};
+    let mut ib = IbInfo {
+        slid: 17,
+        dlid: 34,
+        dqp: 0x123,
+        pkey: 0xffff,
+        naks: 2,
+        ..IbInfo::default()
+    };
+    for op in [0x04, 0x11, 0x64, 0x81, 0x15] {
+        ib.add_opcode(op);
+    }
+    let mut r = FlowRecord {
+        addr_kind: AddrKind::Ipv6,
+        proto: IBA_TRANSPORT,
+        flags: flags::INFINIBAND,
+        ib,
+        ..FlowRecord::default()
+    };
+    for (name, want) in [
+        ("proto", "ib"),
+        ("saddr", "17"),
+        ("daddr", "34"),
+        ("sport", ""),
+        ("dport", "291"),
+        ("slid", "17"),
+        ("dlid", "34"),
+        ("sgid", ""),
+        ("dqp", "291"),
+        ("sqp", ""),
+        ("pkey", "65535"),
+        ("opcodes", "RC_SEND_ONLY,RC_ACK,0x15,UD_SEND_ONLY,CNP"),
+        ("ibsvc", "RC+UD+CNP"),
+        ("naks", "2"),
+        ("rnrnaks", "0"),
+    ] {
+        assert_eq!(t(name, &r), want, "field {name}");
+    }
+    // RoCEv2 with a known source QP: GIDs are the addresses, QPs the ports.
+    r.ib.flags = ib_flags::ROCEV2 | ib_flags::SQP;
+    r.ib.sqp = 16;
+    r.saddr = Addr(
+        "::ffff:10.1.0.1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    for (name, want) in [
+        ("proto", "roce"),
+        ("saddr", "::ffff:10.1.0.1"),
+        ("sgid", "::ffff:10.1.0.1"),
+        ("sport", "16"),
+        ("sqp", "16"),
+    ] {
         assert_eq!(t(name, &r), want, "field {name}");
     }
 }

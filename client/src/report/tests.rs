@@ -796,6 +796,11 @@ fn local_nets_and_ports_parse() {
     let odd = parse_local_nets("10.0.0.0/12").unwrap();
     assert!(odd[0].contains(AddrKind::Ipv4, &Addr::from_v4([10, 15, 1, 1])));
     assert!(!odd[0].contains(AddrKind::Ipv4, &Addr::from_v4([10, 16, 1, 1])));
+    // tcpdump's short forms.
+    let short = parse_local_nets("10/8,172.16/12,192.168").unwrap();
+    let shown: Vec<String> = short.iter().map(|n| n.to_string()).collect();
+    assert_eq!(shown, ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]);
+    assert!(parse_local_nets("10/33").is_err());
     assert!(parse_local_nets("10.0.0.0/33").is_err());
     assert!(parse_local_nets("bogus").is_err());
     assert!(parse_local_nets("::/129").is_err());
@@ -889,4 +894,16 @@ fn answered_ping_sweep_is_a_scan() {
     );
     assert_eq!(s.top_ports, vec!["icmp".to_string()]);
     assert!(near(s.targets, 200, 6.0));
+}
+
+#[test]
+fn ranked_by_guaranteed_count() {
+    // A 10, B 6, D 3; then C (4) replaces D and inherits 3: count 7 but only 4 known.
+    let mut t: SpaceSaving<u32, ()> = SpaceSaving::new(3);
+    t.add(1, 10);
+    t.add(2, 6);
+    t.add(4, 3);
+    t.add(3, 4);
+    let order: Vec<(u32, u64, u64)> = t.sorted().iter().map(|s| (s.key, s.count, s.err)).collect();
+    assert_eq!(order, vec![(1, 10, 0), (2, 6, 0), (3, 7, 3)]);
 }

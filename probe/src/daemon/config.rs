@@ -14,6 +14,9 @@ pub enum Backend {
     #[default]
     Afpacket,
     Xdp,
+    /// Endace DAG cards through libdag: `interfaces` are devices (`/dev/dag0`), worker `i`
+    /// reads receive stream `2i` of each. Needs a build with the `dag` feature.
+    Dag,
 }
 
 /// Which directions of the link the probe sees (`link`).
@@ -340,6 +343,9 @@ pub struct Config {
     pub afpacket_blocks: u32,
     /// Try 2 MiB hugepages for AF_XDP UMEM (falls back to normal pages with a warning).
     pub hugepages: bool,
+    /// DAG: a `dag_configure` string applied to each device before its streams start
+    /// (empty: the card's configuration as it is).
+    pub dag_config: String,
     /// Packets from or to these prefixes are dropped in the XDP program (e.g. the
     /// management network).
     pub drop_prefixes: Vec<Prefix>,
@@ -365,6 +371,7 @@ impl Default for Config {
             xdp_attach: XdpAttach::Native,
             workers: None,
             cores: Vec::new(),
+            dag_config: String::new(),
             snaplen: 128,
             xdp_ring: 0,
             afpacket_blocks: 0,
@@ -436,6 +443,14 @@ impl Config {
         }
         if self.queue_records < 64 {
             return Err("queue_records must be at least 64".into());
+        }
+        if self.backend == Backend::Dag && !cfg!(feature = "dag") {
+            return Err(
+                "backend dag: this tapflow-probe was built without DAG support; build \
+                 it with `cargo build --release -p tapflow-probe --features dag` where the \
+                 Endace DAG software (libdag) is installed"
+                    .into(),
+            );
         }
         if !self.drop_prefixes.is_empty() && self.backend != Backend::Xdp {
             return Err(
@@ -540,6 +555,23 @@ listen = "0.0.0.0:9561"
         c.drop_prefixes = vec!["10.0.0.0/8".parse().unwrap()];
         assert!(c.validate().unwrap_err().contains("xdp backend"));
         c.drop_prefixes.clear();
+        // The DAG backend parses everywhere but runs only in a build with the feature.
+        let dag = Config::from_toml(
+            "backend = \"dag\"\ninterfaces = [\"/dev/dag0\"]\ndag_config = \"varlen\"",
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            (dag.backend, dag.dag_config.as_str()),
+            (Backend::Dag, "varlen")
+        );
+        let mut d = dag.clone();
+        d.output.file = Some("-".into());
+        if cfg!(feature = "dag") {
+            d.validate().unwrap();
+        } else {
+            assert!(d.validate().unwrap_err().contains("without DAG support"));
+        }
         c.interfaces.push("eth0".into());
         assert!(c.validate().unwrap_err().contains("twice"));
     }

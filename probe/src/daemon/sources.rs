@@ -42,7 +42,35 @@ pub fn open(cfg: &Config) -> Result<Opened, String> {
     match cfg.backend {
         Backend::Afpacket => open_afpacket(cfg, workers),
         Backend::Xdp => open_xdp(cfg, workers),
+        Backend::Dag => open_dag(cfg, workers),
     }
+}
+
+/// Worker `w` reads receive stream `2w` of every DAG device (receive streams are even).
+#[cfg(feature = "dag")]
+fn open_dag(cfg: &Config, workers: usize) -> Result<Opened, String> {
+    use tapflow_capture::dag::DagCapture;
+    let mut per_worker: Vec<Vec<Box<dyn LiveCapture>>> = (0..workers).map(|_| Vec::new()).collect();
+    for (w, srcs) in per_worker.iter_mut().enumerate() {
+        for dev in &cfg.interfaces {
+            let s = DagCapture::open(dev, 2 * w as u32, &cfg.dag_config)
+                .map_err(|e| format!("worker {w}: {e}"))?;
+            srcs.push(Box::new(s));
+        }
+    }
+    Ok(Opened {
+        per_worker,
+        keep: Vec::new(),
+        backend: "dag",
+        describe: format!("Endace DAG, {workers} receive stream(s) per device"),
+        zero_copy: true,
+        copy_fallback: false,
+    })
+}
+
+#[cfg(not(feature = "dag"))]
+fn open_dag(_cfg: &Config, _workers: usize) -> Result<Opened, String> {
+    Err("backend dag: this tapflow-probe was built without DAG support (cargo feature dag)".into())
 }
 
 fn open_afpacket(cfg: &Config, workers: usize) -> Result<Opened, String> {

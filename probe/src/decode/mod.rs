@@ -8,12 +8,13 @@
 //! allocates or formats: every read is bounds-checked through [`Buf`].
 
 mod frag;
+pub mod ib;
 
 pub use frag::FragCache;
 
-use crate::key::FlowKey;
+use crate::key::{FlowKey, IB_KEY, KIND_IB};
 use tapflow_capture::LinkType;
-use tapflow_record::{encap, flags, tcp_opts, Addr, AddrKind, Encap};
+use tapflow_record::{encap, flags, ib_flags, tcp_opts, Addr, AddrKind, Encap};
 
 /// How deep tunnels are followed; deeper encapsulation is reported as the outer flow.
 const MAX_DEPTH: u8 = 6;
@@ -36,10 +37,12 @@ pub enum Malformed {
     TruncatedTransport,
     /// An empty packet (caplen 0).
     Empty,
+    /// The InfiniBand LRH, GRH or BTH is cut short.
+    TruncatedIb,
 }
 
 impl Malformed {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
     pub const ALL: [Malformed; Malformed::COUNT] = [
         Malformed::UnsupportedLink,
         Malformed::TruncatedLink,
@@ -48,6 +51,7 @@ impl Malformed {
         Malformed::BadIpHeader,
         Malformed::TruncatedTransport,
         Malformed::Empty,
+        Malformed::TruncatedIb,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -58,6 +62,7 @@ impl Malformed {
             Malformed::BadIpHeader => "bad-ip-header",
             Malformed::TruncatedTransport => "truncated-transport-header",
             Malformed::Empty => "empty-packet",
+            Malformed::TruncatedIb => "truncated-infiniband-header",
         }
     }
 }
@@ -107,6 +112,25 @@ pub mod fragpos {
     pub const LATER: u8 = 2;
 }
 
+/// InfiniBand facts the flow engine needs (valid when the key is an IB key).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IbPkt {
+    /// Where the IB headers start in the captured bytes (the LRH, or the BTH for RoCEv2).
+    pub off: u16,
+    /// The headers start with an LRH (native IB).
+    pub lrh: bool,
+    /// A BTH was decoded: `opcode`, `psn` and `pkey` are valid.
+    pub bth: bool,
+    pub opcode: u8,
+    pub psn: u32,
+    pub pkey: u16,
+    pub slid: u16,
+    pub dlid: u16,
+    /// AETH syndrome, valid when `aeth`.
+    pub aeth: bool,
+    pub syndrome: u8,
+}
+
 /// What the decoder tells the flow engine about one packet. `Copy`, no borrows.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PacketSummary {
@@ -134,6 +158,7 @@ pub struct PacketSummary {
     /// Where the transport payload starts in the captured bytes, and how much of it was captured.
     pub payload_off: u32,
     pub payload_cap: u32,
+    pub ib: IbPkt,
     nvlan: u8,
     nmpls: u8,
     have_mac: bool,
@@ -355,6 +380,27 @@ impl Decoder {
             }
             // NFLOG (Linux netfilter log): family, version, resource id, then TLVs in host
             // byte order; the packet is the NFULA_PAYLOAD (type 9) attribute.
+            // InfiniBand from the LRH on (ibdump, ERF type 21).
+            247 => self.infiniband(c, out),
+            // ERF type 25: link-level packets (flow control), addressed to no QP.
+            0xEF19 => {
+                if c.d.len() < 4 {
+                    return Err(Malformed::TruncatedIb);
+                }
+                out.key = FlowKey {
+                    kind: KIND_IB,
+                    proto: IB_KEY | ib_flags::LINK,
+                    ..Default::default()
+                };
+                out.flags |= flags::INFINIBAND;
+                Ok(())
+            }
+            // Cisco HDLC (ERF PoS records): address, control, then an ethertype.
+            104 => {
+                let proto = c.d.u16(2).ok_or(Malformed::TruncatedLink)?;
+                *pseudo = 4;
+                self.ethertype(c, proto, 4, 0, out)
+            }
             239 => {
                 let fam = c.d.u8(0).ok_or(Malformed::TruncatedLink)?;
                 let mut p = 4;
@@ -818,7 +864,9 @@ impl Decoder {
                 out.app_len = len.saturating_sub(8) as u32;
                 out.payload_off = (off + 8) as u32;
                 out.payload_cap = cap.saturating_sub(8) as u32;
-                if proto == 17 && depth < MAX_DEPTH && out.frag == fragpos::NONE {
+                if proto == 17 && dp == ib::ROCEV2_PORT && out.frag == fragpos::NONE {
+                    self.rocev2(c, off + 8, len.saturating_sub(8), out);
+                } else if proto == 17 && depth < MAX_DEPTH && out.frag == fragpos::NONE {
                     self.udp_tunnel(c, sp, dp, off + 8, depth, out);
                 }
                 Ok(())
@@ -1060,6 +1108,127 @@ impl Decoder {
             *out = saved;
             self.stats.tunnel_inner_bad += 1;
         }
+    }
+}
+
+impl Decoder {
+    /// Decodes one packet with [`Decoder::decode`] and, when it is an InfiniBand flow, reads
+    /// its IB headers again with the same parser from where the decoder found them: the
+    /// per-packet view the tests compare with tshark (not used on the hot path).
+    pub fn dissect_ib(
+        &mut self,
+        data: &[u8],
+        wire_len: u32,
+        link: LinkType,
+        ts_ns: u64,
+    ) -> Result<Option<(PacketSummary, ib::Hdrs)>, Malformed> {
+        let mut s = PacketSummary::default();
+        self.decode(data, wire_len, link, ts_ns, &mut s)?;
+        if s.key.kind != KIND_IB || s.key.ib_flags() & ib_flags::LINK != 0 {
+            return Ok(None);
+        }
+        let h = data
+            .get(usize::from(s.ib.off)..)
+            .and_then(|d| ib::parse(d, s.ib.lrh).ok())
+            .unwrap_or_default();
+        Ok(Some((s, h)))
+    }
+
+    /// Native InfiniBand: LRH [GRH] BTH … ICRC VCRC.
+    fn infiniband(&mut self, c: &Ctx, out: &mut PacketSummary) -> R<()> {
+        let h = ib::core(c.d.0, true).map_err(|_| Malformed::TruncatedIb)?;
+        // The LRH packet length counts 4-byte words from the LRH through the ICRC; trust it
+        // when it fits the frame (the VCRC follows), else take the frame.
+        let words = usize::from(h.pktlen) * 4;
+        let total = if words >= h.hdr_len && words + ib::VCRC_LEN <= c.wire_len {
+            words
+        } else {
+            c.wire_len.saturating_sub(ib::VCRC_LEN)
+        };
+        let (a, b, fl) = if h.grh {
+            let g = ib::GRH_GIDS;
+            let sgid = c.d.bytes::<16>(g).ok_or(Malformed::TruncatedIb)?;
+            let dgid = c.d.bytes::<16>(g + 16).ok_or(Malformed::TruncatedIb)?;
+            (sgid, dgid, ib_flags::GRH)
+        } else {
+            let mut a = [0u8; 16];
+            let mut b = [0u8; 16];
+            a[..2].copy_from_slice(&h.slid.to_be_bytes());
+            b[..2].copy_from_slice(&h.dlid.to_be_bytes());
+            (a, b, 0)
+        };
+        out.ttl = h.hoplmt;
+        out.tos = h.tclass;
+        self.ib_flow(c, &h, (a, b), fl, 0, total, out);
+        Ok(())
+    }
+
+    /// RoCEv2: the BTH follows the UDP header (`off`); `udp_payload` bytes on the wire. The
+    /// flow becomes an IB flow between the IP addresses as GIDs. A BTH that does not fit
+    /// leaves the packet the UDP flow it already is.
+    fn rocev2(&mut self, c: &Ctx, off: usize, udp_payload: usize, out: &mut PacketSummary) {
+        let Some(d) = c.d.0.get(off..) else { return };
+        let Ok(h) = ib::core(d, false) else {
+            self.stats.tunnel_inner_bad += 1;
+            return;
+        };
+        let (a, b) = if out.key.kind == AddrKind::Ipv4 as u8 {
+            let mut x = [0u8; 4];
+            let mut y = [0u8; 4];
+            x.copy_from_slice(&out.key.a[..4]);
+            y.copy_from_slice(&out.key.b[..4]);
+            (ib::v4_mapped(x), ib::v4_mapped(y))
+        } else {
+            (out.key.a, out.key.b)
+        };
+        self.ib_flow(c, &h, (a, b), ib_flags::ROCEV2, off, udp_payload, out);
+    }
+
+    /// Names the IB flow and fills the packet's IB facts. `total` is the length of the IB
+    /// part on the wire from the headers through the ICRC; `off` where the headers start.
+    #[allow(clippy::too_many_arguments)]
+    fn ib_flow(
+        &mut self,
+        c: &Ctx,
+        h: &ib::Core,
+        (a, b): ([u8; 16], [u8; 16]),
+        mut fl: u8,
+        off: usize,
+        total: usize,
+        out: &mut PacketSummary,
+    ) {
+        if h.ext & ib::ext::DETH != 0 {
+            fl |= ib_flags::SQP;
+        }
+        let (sqp, dqp) = (h.sqp & 0xff_ffff, h.dqp & 0xff_ffff);
+        out.key = FlowKey {
+            a,
+            b,
+            port_a: sqp as u16,
+            port_b: dqp as u16,
+            proto: IB_KEY | fl,
+            kind: KIND_IB,
+            // The QPs' top bytes (24-bit QPs do not fit the ports).
+            ethertype: ((sqp >> 16) << 8 | dqp >> 16) as u16,
+        };
+        out.flags |= flags::INFINIBAND;
+        out.role = Role::Unknown;
+        let app = total.saturating_sub(h.hdr_len + usize::from(h.padcnt) + ib::ICRC_LEN);
+        out.app_len = app as u32;
+        out.payload_off = (off + h.hdr_len) as u32;
+        out.payload_cap = c.d.len().saturating_sub(off + h.hdr_len) as u32;
+        out.ib = IbPkt {
+            off: off as u16,
+            lrh: h.lrh,
+            bth: h.bth,
+            opcode: h.opcode,
+            psn: h.psn,
+            pkey: h.pkey,
+            slid: h.slid,
+            dlid: h.dlid,
+            aeth: h.ext & ib::ext::AETH != 0,
+            syndrome: h.syndrome,
+        };
     }
 }
 

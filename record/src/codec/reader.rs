@@ -2,7 +2,7 @@
 
 use std::io::{self, Read};
 
-use super::wire::{decode_raw, record_extent};
+use super::wire::{decode_raw_into, record_extent};
 use super::{
     check_file_header, header_len, not_ours_message, FileHeader, HeaderCheck, RecordError,
     BLOCK_SYNC, FILE_HEADER_LEN, FILE_HEADER_PREFIX, FILE_MAGIC, FRAME_LEN, MAX_PAYLOAD,
@@ -168,12 +168,42 @@ impl<R: Read> RecordReader<R> {
     /// The next record, or `Ok(None)` at the end of the input (clean or after a warned-about
     /// damaged tail).
     pub fn next_record(&mut self) -> Result<Option<FlowRecord>, RecordError> {
+        let mut rec = FlowRecord::default();
+        Ok(self
+            .next_matching(&mut rec, false, &mut |_| true)?
+            .then_some(rec))
+    }
+
+    /// The next record that `keep` accepts, decoded into `rec` (whose allocations are
+    /// reused); `Ok(false)` at the end of the input. With `skim`, `keep` is first shown the
+    /// record without its per-direction statistics (`src`/`dst` left at their defaults) and
+    /// only a kept record is decoded whole: a selective filter that needs no counters skips
+    /// most of the decoding work. Without `skim`, `keep` sees the whole record.
+    pub fn next_matching(
+        &mut self,
+        rec: &mut FlowRecord,
+        skim: bool,
+        keep: &mut dyn FnMut(&FlowRecord) -> bool,
+    ) -> Result<bool, RecordError> {
         loop {
             if self.block_left > 0 {
-                match decode_raw(&self.block[self.block_pos..]) {
-                    Ok((rec, n)) => {
+                let buf = &self.block[self.block_pos..];
+                let res = decode_raw_into(buf, rec, skim).and_then(|n| {
+                    if !keep(rec) {
+                        return Ok((n, false));
+                    }
+                    if skim {
+                        decode_raw_into(buf, rec, false)?;
+                    }
+                    Ok((n, true))
+                });
+                match res {
+                    Ok((n, kept)) => {
                         self.record_done(n);
-                        return Ok(Some(rec));
+                        if kept {
+                            return Ok(true);
+                        }
+                        continue;
                     }
                     Err(e) => {
                         // The block's checksum was good, so this is a writer bug or a record
@@ -207,7 +237,7 @@ impl<R: Read> RecordReader<R> {
                 Ok(true) => {}
                 Ok(false) => {
                     self.state = State::Done;
-                    return Ok(None);
+                    return Ok(false);
                 }
                 Err(e) => {
                     let retry = matches!(

@@ -6,7 +6,8 @@ use std::fmt;
 
 use super::RecordError;
 use crate::model::{
-    AddrKind, Cause, DirStats, Encap, FlowRecord, FlowState, Handshake, MergeStatus, ProbeStatus,
+    AddrKind, Cause, DirStats, Encap, FlowRecord, FlowState, Handshake, IbInfo, MergeStatus,
+    ProbeStatus,
 };
 
 const WT_VARINT: u8 = 0;
@@ -48,8 +49,9 @@ const R_DST_PAYLOAD: u32 = 29;
 const R_STATUS: u32 = 30;
 const R_HS: u32 = 31;
 const R_MERGE: u32 = 32;
+const R_IB: u32 = 33;
 
-const RECORD_NAMES: [&str; 33] = [
+const RECORD_NAMES: [&str; 34] = [
     "",
     "probe_id",
     "seq",
@@ -83,6 +85,7 @@ const RECORD_NAMES: [&str; 33] = [
     "status",
     "hs",
     "merge",
+    "ib",
 ];
 
 // DirStats tags. What a TCP record usually carries gets 1-byte keys (tags 1..=15); the
@@ -219,6 +222,21 @@ const MERGE_NAMES: [&str; 15] = [
     "active_flows",
 ];
 
+// IbInfo tags (format 1.3).
+const I_SLID: u32 = 1;
+const I_DLID: u32 = 2;
+const I_SQP: u32 = 3;
+const I_DQP: u32 = 4;
+const I_PKEY: u32 = 5;
+const I_FLAGS: u32 = 6;
+const I_OPCODES: u32 = 7;
+const I_NAKS: u32 = 8;
+const I_RNR: u32 = 9;
+
+const IB_NAMES: [&str; 10] = [
+    "", "slid", "dlid", "sqp", "dqp", "pkey", "flags", "opcodes", "naks", "rnr_naks",
+];
+
 // Encap tags.
 const E_KINDS: u32 = 1;
 const E_TUNNEL_ID: u32 = 2;
@@ -250,9 +268,10 @@ struct Enc<const N: usize = FIXED_MAX> {
     n: usize,
 }
 
-/// Upper bound of the trailing sub-messages (`status`, `hs`, `merge`): at most 15 + 5 + 14
-/// varint fields of at most 11 bytes, plus their keys and lengths.
-const STATUS_MAX: usize = 512;
+/// Upper bound of the trailing sub-messages (`status`, `hs`, `merge`, `ib`): at most
+/// 15 + 5 + 14 + 8 varint fields of at most 11 bytes, a 34-byte opcode set, plus their keys
+/// and lengths.
+const STATUS_MAX: usize = 640;
 
 impl<const N: usize> Enc<N> {
     #[inline(always)]
@@ -373,6 +392,25 @@ impl<const N: usize> Enc<N> {
         self.uint(M_OUT, m.records_out);
         self.uint(M_EVICTIONS, m.evictions);
         self.uint(M_ACTIVE, m.active_flows);
+    }
+
+    fn ib(&mut self, x: &IbInfo) {
+        self.uint(I_SLID, x.slid.into());
+        self.uint(I_DLID, x.dlid.into());
+        self.uint(I_SQP, x.sqp.into());
+        self.uint(I_DQP, x.dqp.into());
+        self.uint(I_PKEY, x.pkey.into());
+        self.uint(I_FLAGS, x.flags.into());
+        let ops = x.opcode_bytes();
+        let n = ops.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        if n > 0 {
+            self.key(I_OPCODES, WT_LEN);
+            self.b[self.n] = n as u8;
+            self.b[self.n + 1..self.n + 1 + n].copy_from_slice(&ops[..n]);
+            self.n += 1 + n;
+        }
+        self.uint(I_NAKS, x.naks.into());
+        self.uint(I_RNR, x.rnr_naks.into());
     }
 
     fn dir(&mut self, d: &DirStats, base: u64) {
@@ -499,6 +537,9 @@ pub fn encode_record(rec: &FlowRecord, out: &mut Vec<u8>) {
     if let Some(x) = &rec.merge {
         st.message(R_MERGE, |e| e.merge(x));
     }
+    if !rec.ib.is_empty() {
+        st.message(R_IB, |e| e.ib(&rec.ib));
+    }
     let body = e.n
         + bytes_field_len(R_SRC_PAYLOAD, &rec.src_payload)
         + bytes_field_len(R_DST_PAYLOAD, &rec.dst_payload)
@@ -524,6 +565,7 @@ pub(crate) enum Msg {
     Status,
     Hs,
     Merge,
+    Ib,
 }
 
 impl Msg {
@@ -536,6 +578,7 @@ impl Msg {
             Msg::Status => ("status.", &STATUS_NAMES),
             Msg::Hs => ("hs.", &HS_NAMES),
             Msg::Merge => ("merge.", &MERGE_NAMES),
+            Msg::Ib => ("ib.", &IB_NAMES),
         };
         match names.get(tag as usize) {
             Some(n) if !n.is_empty() => format!("field {prefix}{n} (tag {tag})"),
@@ -1092,9 +1135,38 @@ fn decode_merge(mut c: Cur<'_>, m: &mut MergeStatus) -> DResult<()> {
     Ok(())
 }
 
+fn decode_ib(mut c: Cur<'_>, x: &mut IbInfo) -> DResult<()> {
+    while c.p < c.b.len() {
+        let (tag, wt, key_at) = c.key()?;
+        if !(I_SLID..=I_RNR).contains(&tag) {
+            c.skip(tag, wt, key_at)?;
+            continue;
+        }
+        if tag == I_OPCODES {
+            c.want(wt, WT_LEN, tag, key_at)?;
+            let mut b = [0u8; 32];
+            c.trimmed_into(tag, &mut b)?;
+            x.set_opcode_bytes(&b);
+            continue;
+        }
+        c.want(wt, WT_VARINT, tag, key_at)?;
+        match tag {
+            I_SLID => x.slid = c.u16(tag)?,
+            I_DLID => x.dlid = c.u16(tag)?,
+            I_SQP => x.sqp = c.u32(tag)?,
+            I_DQP => x.dqp = c.u32(tag)?,
+            I_PKEY => x.pkey = c.u16(tag)?,
+            I_FLAGS => x.flags = c.u8(tag)?,
+            I_NAKS => x.naks = c.u32(tag)?,
+            _ => x.rnr_naks = c.u32(tag)?, // I_RNR
+        }
+    }
+    Ok(())
+}
+
 /// Wire type of each known record tag (index = tag).
-const RECORD_WIRE: [u8; 33] = {
-    let mut w = [WT_VARINT; 33];
+const RECORD_WIRE: [u8; 34] = {
+    let mut w = [WT_VARINT; 34];
     w[R_SADDR as usize] = WT_LEN;
     w[R_DADDR as usize] = WT_LEN;
     w[R_STIME as usize] = WT_FIXED64;
@@ -1108,6 +1180,7 @@ const RECORD_WIRE: [u8; 33] = {
     w[R_STATUS as usize] = WT_LEN;
     w[R_HS as usize] = WT_LEN;
     w[R_MERGE as usize] = WT_LEN;
+    w[R_IB as usize] = WT_LEN;
     w
 };
 
@@ -1195,8 +1268,12 @@ fn decode_record_general(mut c: Cur<'_>, rec: &mut FlowRecord, present: &mut u8)
                 let m = rec.merge.get_or_insert_with(Default::default);
                 decode_merge(sub, m)?;
             }
+            R_IB => {
+                let sub = c.sub(tag, Msg::Ib)?;
+                decode_ib(sub, &mut rec.ib)?;
+            }
             _ => {
-                // R_DST_PAYLOAD, the only tag left in 1..=32
+                // R_DST_PAYLOAD, the only tag left in 1..=33
                 let s = c.bytes(tag)?;
                 rec.dst_payload.clear();
                 rec.dst_payload.extend_from_slice(s);
@@ -1209,6 +1286,17 @@ fn decode_record_general(mut c: Cur<'_>, rec: &mut FlowRecord, present: &mut u8)
 
 /// Decodes one record (length prefix included) from the start of `buf`.
 pub(crate) fn decode_raw(buf: &[u8]) -> DResult<(FlowRecord, usize)> {
+    let mut rec = FlowRecord::default();
+    let n = decode_raw_into(buf, &mut rec, false)?;
+    Ok((rec, n))
+}
+
+/// Decodes one record into `rec` (reset to the default first: its allocations are reused)
+/// and returns the bytes it took. `skim` leaves the per-direction statistics (`src`, `dst`:
+/// most of a record's bytes) at their defaults, for a first look by a filter that does not
+/// need them.
+pub(crate) fn decode_raw_into(buf: &[u8], rec: &mut FlowRecord, skim: bool) -> DResult<usize> {
+    rec.reset();
     let mut c = Cur {
         b: buf,
         p: 0,
@@ -1222,7 +1310,6 @@ pub(crate) fn decode_raw(buf: &[u8]) -> DResult<(FlowRecord, usize)> {
     let end = c.p + len as usize;
     c.b = &buf[..end];
 
-    let mut rec = FlowRecord::default();
     let mut present = 0u8;
     // Fast path: the fields in encoder order, each one predictable branch.
     if c.take(R_PROBE_ID, WT_VARINT) {
@@ -1271,11 +1358,15 @@ pub(crate) fn decode_raw(buf: &[u8]) -> DResult<(FlowRecord, usize)> {
     }
     if c.take(R_SRC, WT_LEN) {
         let sub = c.sub(R_SRC, Msg::Src)?;
-        decode_dir(sub, &mut rec.src, &mut present, P_SRC_FIRST, P_SRC_LAST)?;
+        if !skim {
+            decode_dir(sub, &mut rec.src, &mut present, P_SRC_FIRST, P_SRC_LAST)?;
+        }
     }
     if c.take(R_DST, WT_LEN) {
         let sub = c.sub(R_DST, Msg::Dst)?;
-        decode_dir(sub, &mut rec.dst, &mut present, P_DST_FIRST, P_DST_LAST)?;
+        if !skim {
+            decode_dir(sub, &mut rec.dst, &mut present, P_DST_FIRST, P_DST_LAST)?;
+        }
     }
     if c.take(R_STATE, WT_VARINT) {
         if let Some(v) = c.enum_u8()?.and_then(FlowState::from_u8) {
@@ -1313,7 +1404,7 @@ pub(crate) fn decode_raw(buf: &[u8]) -> DResult<(FlowRecord, usize)> {
         rec.mpls[1] = c.u32(R_MPLS1)?;
     }
     if c.p < end {
-        decode_record_general(c, &mut rec, &mut present)?;
+        decode_record_general(c, rec, &mut present)?;
     }
 
     if present != 0 {
@@ -1329,7 +1420,7 @@ pub(crate) fn decode_raw(buf: &[u8]) -> DResult<(FlowRecord, usize)> {
         fix(&mut rec.dst.first_ns, P_DST_FIRST);
         fix(&mut rec.dst.last_ns, P_DST_LAST);
     }
-    Ok((rec, end))
+    Ok(end)
 }
 
 /// Length (prefix included) of the record at the start of `buf` if its length prefix is

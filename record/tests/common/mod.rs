@@ -96,6 +96,17 @@ pub fn full_record() -> FlowRecord {
         status: None,
         hs: Handshake::default(),
         merge: None,
+        ib: IbInfo {
+            slid: 0xfffe,
+            dlid: 1,
+            sqp: 0xff_ffff,
+            dqp: 0x12_3456,
+            pkey: 0xffff,
+            flags: ib_flags::GRH | ib_flags::SQP,
+            opcodes: [1 | 1 << 17, 0, 0, 1 << 63],
+            naks: u32::MAX,
+            rnr_naks: 7,
+        },
     }
 }
 
@@ -172,6 +183,7 @@ pub fn tcp_record(rng: &mut Rng, i: u64) -> FlowRecord {
         status: None,
         hs: Handshake::default(),
         merge: None,
+        ib: IbInfo::default(),
     }
 }
 
