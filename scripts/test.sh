@@ -20,6 +20,10 @@ command -v shellcheck >/dev/null || need+=(shellcheck)
 # pseudo-terminal.
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 command -v script >/dev/null || need+=(bsdutils)
+# The units' security exposure is checked with systemd-analyze; setpriv starts the probe as
+# the unit does (unprivileged, ambient capabilities).
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v setpriv >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "*** not root: cannot install ${need[*]}; the tests that use them will say they are SKIPPED ***" >&2

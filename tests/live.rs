@@ -121,8 +121,19 @@ struct Probe {
 impl Probe {
     /// Starts `tapflow-probe ARGS` in `ns` and waits until it says it is capturing (or exits).
     fn start(ns: &str, args: &[&str]) -> Result<Probe, (ExitStatus, String)> {
+        Probe::start_wrapped(ns, &[], args)
+    }
+
+    /// As `start`, with `wrapper` (a command that execs the rest, like setpriv) before the
+    /// probe.
+    fn start_wrapped(
+        ns: &str,
+        wrapper: &[&str],
+        args: &[&str],
+    ) -> Result<Probe, (ExitStatus, String)> {
         let mut child = Command::new("ip")
             .args(["netns", "exec", ns])
+            .args(wrapper)
             .arg(bin("tapflow-probe"))
             .args(args)
             .stdin(Stdio::null())
@@ -330,6 +341,86 @@ fn pair_hash(frame: &[u8]) -> u64 {
 /// One worker, one interface: records equal the file backend's; the accounting balances;
 /// SIGTERM flushes everything; archive rotation (timer and SIGHUP) completes files; the
 /// probe runs as an unprivileged user once its socket is open.
+/// The shipped systemd unit's way: started as an unprivileged user holding only the capture
+/// capabilities as ambient ones (`User=` + `AmbientCapabilities=`), the probe opens its socket
+/// and then gives every capability up, in every thread, and still captures.
+#[test]
+fn unprivileged_start_with_ambient_capabilities_drops_them_all() {
+    if skip_unless_available("unprivileged_start_with_ambient_capabilities_drops_them_all") {
+        return;
+    }
+    if Command::new("setpriv").arg("--help").output().is_err() {
+        panic!("setpriv (util-linux) is needed to start the probe with ambient capabilities");
+    }
+    let lab = Lab::new(1, 1).unwrap();
+    let run = RunDir::new("live-ambient");
+    // nobody must be able to write the record file and the stats.
+    std::fs::set_permissions(
+        &run.dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let caps = "+net_raw,+net_admin,+bpf,+ipc_lock";
+    let mut args = vec![
+        "-i",
+        &lab.legs[0].rx_if,
+        "--backend",
+        "afpacket",
+        "--stats-interval",
+        "0.2s",
+        "-w",
+        run.out.to_str().unwrap(),
+        "--stats-json",
+        run.json.to_str().unwrap(),
+    ];
+    args.retain(|a| !a.is_empty());
+    let p = Probe::start_wrapped(
+        &lab.rx_ns,
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            &format!("--inh-caps={caps}"),
+            &format!("--ambient-caps={caps}"),
+        ],
+        &args,
+    )
+    .unwrap_or_else(|(st, log)| panic!("probe failed to start ({st}): {log}"));
+    // Every thread: no capability in any set, uid nobody.
+    let pid = p.child.id();
+    let mut tasks = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap();
+        for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+            let line = status.lines().find(|l| l.starts_with(set)).unwrap();
+            assert!(
+                line.ends_with("0000000000000000"),
+                "a thread kept capabilities: {line}"
+            );
+        }
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(
+            uid.split_whitespace().skip(1).all(|u| u == "65534"),
+            "{uid}"
+        );
+        tasks += 1;
+    }
+    assert!(tasks >= 3, "{tasks} threads: workers and output expected");
+    let fr = frames(&demo());
+    assert_eq!(
+        lab.send(0, &fr, SendOptions::default()).unwrap(),
+        fr.len() as u64
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let log = p.stop_ok();
+    assert!(
+        log.contains("running as uid 65534 with no capabilities"),
+        "{log}"
+    );
+    assert_same_flows(&read_records(&run.out), &file_records(&demo()));
+}
+
 #[test]
 fn afpacket_records_match_file_backend() {
     if skip_unless_available("afpacket_records_match_file_backend") {

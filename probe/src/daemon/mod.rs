@@ -230,7 +230,23 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<LiveSummary, String> {
         std::fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
         own_dirs.push(base);
     }
-    if let Some(user) = &cfg.user {
+    let euid = sys::euid();
+    if euid != 0 {
+        // Started unprivileged (systemd User= with AmbientCapabilities=): already the right
+        // user, so only the capabilities go. A `user` naming someone else cannot be honoured.
+        if let Some(user) = &cfg.user {
+            if sys::uid_of(user)? != euid {
+                return Err(format!(
+                    "started as uid {euid}, not root: cannot switch to user {user:?} (drop \
+                     `user` from the configuration, or start the probe as {user})"
+                ));
+            }
+        }
+        sys::drop_capabilities()?;
+        log(&format!(
+            "running as uid {euid} with no capabilities (dropped after setup)"
+        ));
+    } else if let Some(user) = &cfg.user {
         let (uid, gid) = sys::drop_privileges(user, &own_dirs)?;
         let caps = match sys::effective_caps() {
             Some(0) => "no capabilities".to_string(),

@@ -92,6 +92,73 @@ pub fn drop_privileges(user: &str, dirs: &[PathBuf]) -> Result<(u32, u32), Strin
     Ok((uid, gid))
 }
 
+/// The effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The uid a user name (or number) stands for.
+pub fn uid_of(user: &str) -> Result<u32, String> {
+    lookup_user(user).map(|(uid, _)| uid)
+}
+
+/// For a probe started unprivileged with capabilities (systemd `User=` with
+/// `AmbientCapabilities=`): once the sockets, rings and XDP program exist, gives up every
+/// capability for good — ambient ones cleared, the effective, permitted and inheritable sets
+/// emptied, no-new-privs set — so the packet threads run with none, as after a switch from
+/// root. Capabilities are per thread: this must run before any thread is started.
+pub fn drop_capabilities() -> Result<(), String> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    // _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.
+    let mut hdr = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: prctl with integer arguments; capset with a valid header and two data words.
+    unsafe {
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            return Err(format!(
+                "clearing ambient capabilities: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        if libc::syscall(libc::SYS_capset, &mut hdr as *mut Header, data.as_ptr()) != 0 {
+            return Err(format!("capset: {}", std::io::Error::last_os_error()));
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(format!("no_new_privs: {}", std::io::Error::last_os_error()));
+        }
+    }
+    match effective_caps() {
+        Some(0) | None => Ok(()),
+        Some(c) => Err(format!("capabilities not dropped: {c:#x} left")),
+    }
+}
+
 /// Effective capability mask of this process (from /proc/self/status), for logs and tests.
 pub fn effective_caps() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
