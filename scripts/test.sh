@@ -8,6 +8,8 @@ need=()
 command -v argus >/dev/null || need+=(argus-server)
 command -v ra >/dev/null || need+=(argus-client)
 command -v tshark >/dev/null || need+=(tshark)
+# The IPFIX/NetFlow v9 export is received by nfcapd and read back with nfdump.
+command -v nfcapd >/dev/null || need+=(nfdump)
 # The merge tests generate captures with ../shared/tools/genpcap.py.
 command -v python3 >/dev/null || need+=(python3)
 # The XDP program is built by clang (capture-backends/build.rs); the live tests use ethtool and

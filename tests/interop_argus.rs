@@ -768,20 +768,19 @@ fn argus_inputs_gzip_directories_and_convert_errors() {
     };
     assert_eq!(jsonl(&file), jsonl(&again));
     let a = std::fs::read(&file).unwrap();
-    // Formats not implemented yet, network destinations, writing over an input.
-    for to in ["ipfix", "netflow9", "parquet"] {
-        let out = tapflow(&[
-            "convert",
-            "--to",
-            to,
-            "-r",
-            file.to_str().unwrap(),
-            "-w",
-            "x",
-        ]);
-        assert_eq!(out.status.code(), Some(2));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
-    }
+    // Formats not implemented yet (ipfix and netflow9: tests/interop_ipfix.rs), network
+    // destinations, writing over an input.
+    let out = tapflow(&[
+        "convert",
+        "--to",
+        "parquet",
+        "-r",
+        file.to_str().unwrap(),
+        "-w",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
     let out = tapflow(&[
         "convert",
         "--to",

@@ -39,8 +39,8 @@ pub enum Command {
     Top(TopArgs),
     /// Time series charts of the records to SVG or PNG (argus `ragraph`)
     Plot(PlotArgs),
-    /// Convert records to another format: Argus 3 files, JSON lines (IPFIX, NetFlow v9 and
-    /// Parquet: not implemented yet)
+    /// Convert records to another format: Argus 3 files, JSON lines, IPFIX and NetFlow v9
+    /// (files, UDP or TCP collectors; Parquet: not implemented yet)
     Convert(ConvertArgs),
 }
 
@@ -761,7 +761,16 @@ FORMATS (--to):
   argus      Argus 3 record file (START MAR, one flow record per record, STOP MAR) that
              Debian's argus-client 3.0.8 reads: ra -r out.argus
   jsonl      JSON lines: one object per record with every field (docs/interop.md)
-  ipfix, netflow9, parquet   not implemented yet (exit status 2)
+  ipfix      IPFIX (RFC 7011): one RFC 5103 biflow record per record (reverse elements,
+             PEN 29305), or two uniflow records with --uniflow; observation domain = probe
+             id. DEST: a file or '-' (IPFIX messages back to back, as RFC 5655 files),
+             udp://HOST:PORT (messages of at most 1400 bytes, templates every 20 messages
+             or 600 s, paced by --rate) or tcp://HOST:PORT (templates once)
+  netflow9   NetFlow v9 (RFC 3954) to udp://HOST:PORT only: two uniflow records per record
+  parquet    not implemented yet (exit status 2)
+Non-IP and InfiniBand records have no IPFIX/NetFlow template and are skipped (counted).
+-v prints what was sent. A TCP collector that cannot be reached, or UDP messages refused
+(ICMP port unreachable), make the exit status 1.
 Status records (probe and merge accounting) describe no flow and are not converted. Argus 3
 files are also read as input by every subcommand (recognised by their header, gzip or not).
 What the Argus format cannot carry, and how states map: docs/interop.md.
@@ -769,7 +778,10 @@ What the Argus format cannot carry, and how states map: docs/interop.md.
 EXAMPLES:
   tapflow convert --to argus -r flows.tfr -w flows.argus && ra -r flows.argus
   tapflow convert --to jsonl -r archive/ -t -1h -w - - tcp | jq .saddr
-  tapflow convert --to jsonl -r old.argus -w old.jsonl";
+  tapflow convert --to jsonl -r old.argus -w old.jsonl
+  tapflow convert --to ipfix -r flows.tfr -w udp://collector:4739
+  tapflow convert --to ipfix --uniflow -r archive/ -t -1h -w tcp://collector:4739 - tcp
+  tapflow convert --to netflow9 -r flows.tfr -w udp://127.0.0.1:2055 -v";
 
 /// `--to`: the output format of `tapflow convert`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -791,9 +803,24 @@ pub struct ConvertArgs {
     #[arg(long = "to", value_enum, value_name = "FORMAT", required = true)]
     pub to: ConvertTo,
 
-    /// Where to write: a file, or '-' for standard output
+    /// Where to write: a file, or '-' for standard output; ipfix and netflow9 also
+    /// udp://HOST:PORT, ipfix tcp://HOST:PORT
     #[arg(short = 'w', value_name = "DEST", required = true)]
     pub write: String,
+
+    /// ipfix: two uniflow records per record (the responder's as its own flow) instead of
+    /// one RFC 5103 biflow record, for collectors that ignore reverse elements
+    #[arg(long)]
+    pub uniflow: bool,
+
+    /// udp://: send at most this many messages per second (0: unpaced)
+    #[arg(long, value_name = "MSGS/S", default_value_t = 2000)]
+    pub rate: u32,
+
+    /// ipfix/netflow9: largest message in bytes, 576..=65535 (default 1400 on UDP, 65535 on
+    /// TCP and files)
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u16).range(576..))]
+    pub max_message: Option<u16>,
 
     /// Filter expression, after a lone '-'
     #[arg(

@@ -1,14 +1,17 @@
 //! `tapflow convert --to FORMAT -r … -w DEST`: records into another tool's format. Argus 3
-//! files (read by Debian's argus-client; `tapflow_argus`) and JSON lines (one object per
-//! record, every field, schema in docs/interop.md). IPFIX, NetFlow v9 and Parquet are named
-//! but not implemented yet: asking for them fails clearly (exit 2).
+//! files (read by Debian's argus-client; `tapflow_argus`), JSON lines (one object per
+//! record, every field, schema in docs/interop.md), IPFIX and NetFlow v9 (`tapflow_ipfix`:
+//! files, UDP and TCP collectors). Parquet is named but not implemented yet: asking for it
+//! fails clearly (exit 2).
 
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::time::Duration;
 
 use tapflow_argus::ArgusWriter;
+use tapflow_ipfix::{net, Config, Dialect, Encoder};
 use tapflow_record::{encap, AddrKind, DirStats, FlowRecord, FlowState};
 
 use crate::cli::{ConvertArgs, ConvertTo};
@@ -24,13 +27,14 @@ pub fn run(a: &ConvertArgs, dashdash: bool) -> Result<(), Failure> {
         ConvertTo::Netflow9 => "netflow9",
         ConvertTo::Parquet => "parquet",
     };
-    if matches!(
-        a.to,
-        ConvertTo::Ipfix | ConvertTo::Netflow9 | ConvertTo::Parquet
-    ) {
+    if a.to == ConvertTo::Parquet {
         return Err(Failure::bad(format!(
-            "--to {name}: not implemented yet (this tapflow converts to argus and jsonl)"
+            "--to {name}: not implemented yet (this tapflow converts to argus, jsonl, ipfix \
+             and netflow9)"
         )));
+    }
+    if matches!(a.to, ConvertTo::Ipfix | ConvertTo::Netflow9) {
+        return export(a, dashdash, name);
     }
     if a.write.starts_with("udp://") || a.write.starts_with("tcp://") {
         return Err(Failure::bad(format!(
@@ -89,6 +93,148 @@ pub fn run(a: &ConvertArgs, dashdash: bool) -> Result<(), Failure> {
     }
     match records.failed() {
         // Each error was reported where it happened; only the status is left.
+        Some(code) => Err(Failure {
+            code,
+            msg: String::new(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Where IPFIX / NetFlow v9 messages go.
+enum Transport {
+    Stream(Box<dyn Write>),
+    Udp(net::UdpSender),
+    Tcp(net::TcpSender),
+}
+
+impl Transport {
+    fn send(&mut self, m: &[u8]) -> io::Result<()> {
+        match self {
+            Transport::Stream(w) => w.write_all(m),
+            Transport::Udp(u) => u.send(m),
+            Transport::Tcp(t) => t.send(m),
+        }
+    }
+}
+
+/// `--to ipfix|netflow9`: records through the encoder to a file, stdout, or a collector.
+fn export(a: &ConvertArgs, dashdash: bool, name: &str) -> Result<(), Failure> {
+    let dialect = if a.to == ConvertTo::Ipfix {
+        Dialect::Ipfix
+    } else {
+        Dialect::Netflow9
+    };
+    let dest = net::Dest::parse(&a.write);
+    if dialect == Dialect::Netflow9 && !matches!(dest, Some(net::Dest::Udp(_))) {
+        // RFC 3954 defines no framing on a stream (its header has a record count, not a
+        // length) and no file format: v9 is a UDP protocol.
+        return Err(Failure::bad(format!(
+            "-w {}: --to netflow9 is sent to a collector over UDP: -w udp://HOST:PORT (use \
+             --to ipfix for files and TCP)",
+            a.write
+        )));
+    }
+    let mut cfg = match dest {
+        Some(net::Dest::Udp(_)) => Config::udp(dialect),
+        _ => Config::stream(dialect),
+    };
+    cfg.uniflow |= a.uniflow;
+    if let Some(m) = a.max_message {
+        cfg.max_message = usize::from(m);
+    }
+    let filter = parse_filter(&a.filter, dashdash)?;
+    if dest.is_none() {
+        refuse_output_over_input(&a.source.files, Some(Path::new(&a.write)))?;
+    }
+    let mut records = open_sources(&a.source, filter, Meta::Skip)?;
+    let mut out = match &dest {
+        Some(net::Dest::Udp(hp)) => Transport::Udp(
+            net::UdpSender::connect(hp, a.rate)
+                .map_err(|e| Failure::bad(format!("-w {}: {}", a.write, io_msg(&e))))?,
+        ),
+        Some(net::Dest::Tcp(hp)) => {
+            // Resolve first: a bad name is a usage error, a refused connection a runtime one.
+            net::resolve(hp).map_err(|e| Failure::bad(format!("-w {}: {e}", a.write)))?;
+            Transport::Tcp(
+                net::TcpSender::connect(hp, Duration::from_secs(10)).map_err(|e| {
+                    Failure::io(format!("cannot connect to {}: {}", a.write, io_msg(&e)))
+                })?,
+            )
+        }
+        None if a.write == "-" => {
+            Transport::Stream(Box::new(BufWriter::with_capacity(1 << 16, io::stdout())))
+        }
+        None => match File::create(&a.write) {
+            Ok(f) => Transport::Stream(Box::new(BufWriter::with_capacity(1 << 16, f))),
+            Err(e) => {
+                return Err(Failure::io(format!(
+                    "cannot create {}: {}",
+                    a.write,
+                    io_msg(&e)
+                )))
+            }
+        },
+    };
+    let mut enc = Encoder::new(cfg);
+    let mut rec = FlowRecord::default();
+    let res = (|| {
+        let mut sink = |m: &[u8]| out.send(m);
+        while records.next_into(&mut io::sink(), &mut rec)? {
+            enc.add(&rec, crate::timerange::now_ns(), &mut sink)?;
+        }
+        enc.flush(crate::timerange::now_ns(), &mut sink)
+    })();
+    let (sent, refused) = match &mut out {
+        Transport::Udp(u) => {
+            u.finish();
+            (u.sent(), u.refused())
+        }
+        _ => (0, 0),
+    };
+    let res = res.and_then(|()| match out {
+        Transport::Stream(mut w) => w.flush(),
+        Transport::Tcp(t) => t.finish(),
+        Transport::Udp(_) => Ok(()),
+    });
+    match res {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe || dest.is_some() => {
+            return Err(Failure::io(format!("writing {}: {}", a.write, io_msg(&e))))
+        }
+        _ => {}
+    }
+    let st = enc.stats();
+    if a.source.verbose {
+        crate::report(format_args!(
+            "{name}: {} records → {} data records ({}) in {} messages ({} with templates), {} \
+             bytes, to {}",
+            st.records,
+            st.data_records,
+            if enc.config().uniflow {
+                "uniflow"
+            } else {
+                "RFC 5103 biflow"
+            },
+            st.messages,
+            st.template_messages,
+            st.bytes,
+            a.write
+        ));
+    }
+    if st.skipped_non_ip + st.skipped_ib > 0 {
+        crate::report(format_args!(
+            "{name}: not exported (no template for them): {} non-IP, {} InfiniBand records",
+            st.skipped_non_ip, st.skipped_ib
+        ));
+    }
+    if refused > 0 {
+        return Err(Failure::io(format!(
+            "{}: {refused} of {sent} messages refused (ICMP port unreachable): is a collector \
+             listening?",
+            a.write
+        )));
+    }
+    match records.failed() {
         Some(code) => Err(Failure {
             code,
             msg: String::new(),

@@ -338,7 +338,11 @@ impl HeldStderr {
         let _ = std::fs::remove_file(&path);
         // SAFETY: plain descriptor calls on descriptors this process owns.
         let saved = unsafe { libc::dup(2) };
-        if saved < 0 || unsafe { libc::dup2(file.as_raw_fd(), 2) } < 0 {
+        if saved < 0 {
+            return None;
+        }
+        if unsafe { libc::dup2(file.as_raw_fd(), 2) } < 0 {
+            unsafe { libc::close(saved) };
             return None;
         }
         Some(HeldStderr { file, saved })
@@ -347,9 +351,12 @@ impl HeldStderr {
     fn len(&self) -> u64 {
         self.file.metadata().map_or(0, |m| m.len())
     }
+}
 
-    /// Puts stderr back and prints what was held.
-    fn finish(mut self) {
+/// Puts stderr back and prints what was held — also when a panic unwinds through the view,
+/// so its message (written while held) is not lost.
+impl Drop for HeldStderr {
+    fn drop(&mut self) {
         use std::io::{Read, Seek};
         // SAFETY: restores the descriptor saved in `start`.
         unsafe {
@@ -570,6 +577,14 @@ pub fn run(args: &TopArgs, dashdash: bool) -> Result<(), Failure> {
         (None, [one]) => one.display().to_string(),
         (None, many) => format!("{} inputs", many.len()),
     };
+    // Messages about the input (a damaged file, a lost stream) would be drawn over by the
+    // view and vanish with it: they are held in a file and shown once the terminal is back.
+    // Held before the reader starts, so none escapes to the screen first.
+    let held = if args.batch {
+        None
+    } else {
+        HeldStderr::start()
+    };
     // The reader runs on its own thread: a stream blocks on the network, the view must not.
     let (tx, rx) = mpsc::sync_channel::<Msg>(16_384);
     std::thread::spawn(move || {
@@ -595,7 +610,7 @@ pub fn run(args: &TopArgs, dashdash: bool) -> Result<(), Failure> {
     if args.batch {
         batch(model, ui, status, rx, args, refresh)
     } else {
-        interactive(model, ui, status, rx, refresh)
+        interactive(model, ui, status, rx, refresh, held)
     }
 }
 
@@ -724,11 +739,9 @@ fn interactive(
     mut st: Status,
     rx: mpsc::Receiver<Msg>,
     refresh: Duration,
+    held: Option<HeldStderr>,
 ) -> Result<(), Failure> {
     use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
-    // Messages about the input (a damaged file, a lost stream) would be drawn over by the
-    // view and vanish with it: they are held in a file and shown once the terminal is back.
-    let held = HeldStderr::start();
     let mut term = ratatui::init();
     let mut ended = None;
     let started = Instant::now();
@@ -783,9 +796,7 @@ fn interactive(
         }
     })();
     ratatui::restore();
-    if let Some(h) = held {
-        h.finish();
-    }
+    drop(held);
     result.map_err(|e| Failure::io(format!("terminal: {e}")))?;
     exit_status(ended)
 }

@@ -331,13 +331,20 @@ impl<const N: usize> Enc<N> {
     /// A length-delimited sub-message, left out entirely when its body is empty.
     #[inline(always)]
     fn message(&mut self, tag: u32, body: impl FnOnce(&mut Enc<N>)) {
+        self.message_or_empty(tag, false, body)
+    }
+
+    /// A sub-message whose presence means something (a status record with every counter
+    /// zero is still a status record): with `keep_empty` it is written even when its body is.
+    #[inline(always)]
+    fn message_or_empty(&mut self, tag: u32, keep_empty: bool, body: impl FnOnce(&mut Enc<N>)) {
         let key_at = self.n;
         self.key(tag, WT_LEN);
         let len_at = self.n;
         self.n += 1;
         body(self);
         let len = self.n - len_at - 1;
-        if len == 0 {
+        if len == 0 && !keep_empty {
             self.n = key_at;
         } else if len < 0x80 {
             self.b[len_at] = len as u8;
@@ -529,13 +536,13 @@ pub fn encode_record(rec: &FlowRecord, out: &mut Vec<u8>) {
         n: 0,
     };
     if let Some(x) = &rec.status {
-        st.message(R_STATUS, |e| e.status(x));
+        st.message_or_empty(R_STATUS, true, |e| e.status(x));
     }
     if !rec.hs.is_empty() {
         st.message(R_HS, |e| e.hs(&rec.hs));
     }
     if let Some(x) = &rec.merge {
-        st.message(R_MERGE, |e| e.merge(x));
+        st.message_or_empty(R_MERGE, true, |e| e.merge(x));
     }
     if !rec.ib.is_empty() {
         st.message(R_IB, |e| e.ib(&rec.ib));
