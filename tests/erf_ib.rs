@@ -20,41 +20,7 @@ use tapflow_record::{ib_flags, FlowRecord, RecordReader};
 use tapflow_tests::{bin, probe, scratch};
 
 /// The tshark fields `tapflow-bench dump-ib` prints, in its order.
-const FIELDS: [&str; 33] = [
-    "frame.time_epoch",
-    "infiniband.lrh.vl",
-    "infiniband.lrh.lver",
-    "infiniband.lrh.sl",
-    "infiniband.lrh.lnh",
-    "infiniband.lrh.dlid",
-    "infiniband.lrh.pktlen",
-    "infiniband.lrh.slid",
-    "infiniband.grh.tclass",
-    "infiniband.grh.flowlabel",
-    "infiniband.grh.paylen",
-    "infiniband.grh.nxthdr",
-    "infiniband.grh.hoplmt",
-    "infiniband.grh.sgid",
-    "infiniband.grh.dgid",
-    "infiniband.bth.opcode",
-    "infiniband.bth.se",
-    "infiniband.bth.m",
-    "infiniband.bth.padcnt",
-    "infiniband.bth.tver",
-    "infiniband.bth.p_key",
-    "infiniband.bth.destqp",
-    "infiniband.bth.a",
-    "infiniband.bth.psn",
-    "infiniband.deth.q_key",
-    "infiniband.deth.srcqp",
-    "infiniband.reth.va",
-    "infiniband.reth.r_key",
-    "infiniband.reth.dmalen",
-    "infiniband.aeth.syndrome",
-    "infiniband.aeth.msn",
-    "infiniband.immdt",
-    "infiniband.ieth",
-];
+use tapflow_bench::engine_bench::DUMP_FIELDS as FIELDS;
 
 /// Generates the IB captures once per test into a scratch directory.
 fn generate(name: &str) -> PathBuf {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use tapflow_argus::{carried, ArgusReader, ArgusWriter};
-use tapflow_record::{encap, flags, proto_name, AddrKind, FlowRecord, RecordReader};
+use tapflow_record::{encap, flags, proto_name, AddrKind, FlowRecord};
 use tapflow_tests::*;
 
 fn ra_available() -> bool {
@@ -24,52 +24,12 @@ fn ra_available() -> bool {
     ok
 }
 
-/// Every capture: the fixtures (always there) and the corpus when present.
-fn captures() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fixtures()
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
-        .collect();
-    if let Some(dir) = corpus_dir() {
-        for (file, _, _) in manifest(&dir) {
-            v.push(dir.join(file));
-        }
-    }
-    v
-}
-
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run command")
 }
 
 fn tapflow(args: &[&str]) -> Output {
     run(Command::new(bin("tapflow")).args(args))
-}
-
-fn read_tfr(path: &Path) -> Vec<FlowRecord> {
-    let f = std::fs::File::open(path).unwrap();
-    let rd = RecordReader::new(f, &path.display().to_string()).unwrap();
-    rd.map(|r| r.unwrap()).filter(|r| !r.is_meta()).collect()
-}
-
-/// The probe's records of a capture, through the binary (as an operator runs it). `None` when
-/// the capture yields no record file (unreadable captures).
-fn probe_to_tfr(capture: &Path, tfr: &Path) -> Option<Vec<FlowRecord>> {
-    let out = run(Command::new(bin("tapflow-probe"))
-        .arg("-q")
-        .arg("-r")
-        .arg(capture)
-        .arg("-w")
-        .arg(tfr));
-    if !tfr.exists() || std::fs::metadata(tfr).map(|m| m.len()).unwrap_or(0) == 0 {
-        eprintln!(
-            "  probe wrote nothing for {} ({})",
-            capture.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        return None;
-    }
-    Some(read_tfr(tfr))
 }
 
 /// The `ra` columns every comparison uses.
@@ -294,7 +254,7 @@ fn compare_capture(capture: &Path, dir: &Path) -> Option<Result<CaptureResult, S
     let tfr = dir.join("x.tfr");
     let ours_file = dir.join("x.argus");
     let _ = std::fs::remove_file(&tfr);
-    let recs = probe_to_tfr(capture, &tfr)?;
+    let recs = probe_to_tfr(capture, &tfr, None)?;
     let conv = tapflow(&[
         "convert",
         "--to",
@@ -636,7 +596,7 @@ fn roundtrip_keeps_every_field_argus_carries() {
 fn demo_argus(dir: &Path) -> (PathBuf, Vec<FlowRecord>) {
     let demo = repo_root().join("tests/fixtures/demo.pcap");
     let tfr = dir.join("demo.tfr");
-    let recs = probe_to_tfr(&demo, &tfr).expect("demo capture");
+    let recs = probe_to_tfr(&demo, &tfr, None).expect("demo capture");
     let out = dir.join("demo.argus");
     let st = tapflow(&[
         "convert",
@@ -815,7 +775,7 @@ fn jsonl_carries_every_field() {
     {
         let tfr = dir.join("x.tfr");
         let _ = std::fs::remove_file(&tfr);
-        let Some(recs) = probe_to_tfr(c, &tfr) else {
+        let Some(recs) = probe_to_tfr(c, &tfr, None) else {
             continue;
         };
         let out = tapflow(&[

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tapflow_record::{flags, AddrKind, FlowRecord, RecordReader};
+use tapflow_record::{flags, AddrKind, FlowRecord};
 use tapflow_tests::*;
 
 fn have(cmd: &str, arg: &str, pkg: &str) -> bool {
@@ -28,20 +28,6 @@ fn have(cmd: &str, arg: &str, pkg: &str) -> bool {
     ok
 }
 
-/// Every capture: the fixtures (always there) and the corpus when present.
-fn captures() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fixtures()
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
-        .collect();
-    if let Some(dir) = corpus_dir() {
-        for (file, _, _) in manifest(&dir) {
-            v.push(dir.join(file));
-        }
-    }
-    v
-}
-
 fn tapflow(args: &[&str]) -> Output {
     Command::new(bin("tapflow"))
         .args(args)
@@ -49,27 +35,9 @@ fn tapflow(args: &[&str]) -> Output {
         .expect("run tapflow")
 }
 
-fn read_tfr(path: &Path) -> Vec<FlowRecord> {
-    let f = std::fs::File::open(path).unwrap();
-    let rd = RecordReader::new(f, &path.display().to_string()).unwrap();
-    rd.map(|r| r.unwrap()).filter(|r| !r.is_meta()).collect()
-}
-
-/// `tapflow-probe --probe-id ID -r capture -w tfr`; `None` when the capture yields no record.
-fn probe_to_tfr(capture: &Path, tfr: &Path, id: u32) -> Option<Vec<FlowRecord>> {
-    let _ = std::fs::remove_file(tfr);
-    Command::new(bin("tapflow-probe"))
-        .args(["-q", "--probe-id", &id.to_string(), "-r"])
-        .arg(capture)
-        .arg("-w")
-        .arg(tfr)
-        .output()
-        .unwrap();
-    if std::fs::metadata(tfr).map(|m| m.len()).unwrap_or(0) == 0 {
-        return None;
-    }
-    let recs = read_tfr(tfr);
-    (!recs.is_empty()).then_some(recs)
+/// The probe's records of a capture as probe `id`; `None` when it yields no flow record.
+fn probe_records(capture: &Path, tfr: &Path, id: u32) -> Option<Vec<FlowRecord>> {
+    probe_to_tfr(capture, tfr, Some(id)).filter(|r| !r.is_empty())
 }
 
 /// Records an IPFIX/NetFlow template carries (docs/interop.md §3: non-IP and InfiniBand are
@@ -347,7 +315,7 @@ fn all_tfrs(dir: &Path) -> Vec<(PathBuf, Vec<FlowRecord>)> {
     let mut v = vec![];
     for (i, c) in captures().iter().enumerate() {
         let tfr = dir.join(format!("c{i}.tfr"));
-        if let Some(recs) = probe_to_tfr(c, &tfr, i as u32 + 1) {
+        if let Some(recs) = probe_records(c, &tfr, i as u32 + 1) {
             v.push((tfr, recs));
         }
     }
@@ -791,7 +759,7 @@ fn ipfix_over_tcp_and_to_a_file() {
 fn dead_collector_and_bad_destinations() {
     let dir = scratch("interop-ipfix-dead");
     let tfr = dir.join("demo.tfr");
-    probe_to_tfr(&repo_root().join("tests/fixtures/demo.pcap"), &tfr, 1).unwrap();
+    probe_records(&repo_root().join("tests/fixtures/demo.pcap"), &tfr, 1).unwrap();
     let t = tfr.to_str().unwrap();
     // A port nobody listens on.
     let port = {

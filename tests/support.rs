@@ -97,3 +97,51 @@ pub fn fixtures() -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// Every capture: the fixtures (always there) and the corpus when present.
+pub fn captures() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fixtures()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .collect();
+    if let Some(dir) = corpus_dir() {
+        for (file, _, _) in manifest(&dir) {
+            v.push(dir.join(file));
+        }
+    }
+    v
+}
+
+/// The flow records of a native record file (meta records left out).
+pub fn read_tfr(path: &Path) -> Vec<FlowRecord> {
+    let f = std::fs::File::open(path).unwrap();
+    let rd = tapflow_record::RecordReader::new(f, &path.display().to_string()).unwrap();
+    rd.map(|r| r.unwrap()).filter(|r| !r.is_meta()).collect()
+}
+
+/// `tapflow-probe -q [--probe-id ID] -r CAPTURE -w TFR` through the binary (as an operator
+/// runs it), then its flow records. `None` when the capture yields no record file.
+pub fn probe_to_tfr(capture: &Path, tfr: &Path, probe_id: Option<u32>) -> Option<Vec<FlowRecord>> {
+    let _ = std::fs::remove_file(tfr);
+    let mut cmd = std::process::Command::new(bin("tapflow-probe"));
+    cmd.arg("-q");
+    if let Some(id) = probe_id {
+        cmd.args(["--probe-id", &id.to_string()]);
+    }
+    let out = cmd
+        .arg("-r")
+        .arg(capture)
+        .arg("-w")
+        .arg(tfr)
+        .output()
+        .unwrap();
+    if std::fs::metadata(tfr).map(|m| m.len()).unwrap_or(0) == 0 {
+        eprintln!(
+            "  probe wrote nothing for {} ({})",
+            capture.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    Some(read_tfr(tfr))
+}
